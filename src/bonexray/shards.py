@@ -1,0 +1,132 @@
+"""Packed, memory-mappable arrays plus an index table.
+
+Stages after `repair` exchange data as a directory holding
+
+    shard-00000.npy, shard-00001.npy, ...   arrays of shape (n_i, *item_shape), one dtype
+    index.parquet                           one row per item: id, shard, row, plus metadata
+
+instead of thousands of small files, which are slow to hash and push in DVC. Shards are
+opened with ``np.load(mmap_mode="r")`` so a reader touches only the rows it asks for.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+INDEX = "index.parquet"
+META = "meta.json"
+
+
+class ShardWriter:
+    """Append items one at a time; flushes a shard every ``shard_size`` items.
+
+    Use as a context manager; ``close()`` writes the index with the per-item metadata
+    passed to ``add`` (one dict per item, the same keys for all).
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        item_shape: Sequence[int],
+        dtype: np.dtype | str,
+        shard_size: int = 4096,
+        meta: dict | None = None,
+    ) -> None:
+        if shard_size < 1:
+            raise ValueError("shard_size must be >= 1")
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for stale in self.directory.glob("shard-*.npy"):
+            stale.unlink()
+        self.item_shape = tuple(int(s) for s in item_shape)
+        self.dtype = np.dtype(dtype)
+        self.shard_size = shard_size
+        self.meta = dict(meta or {})
+        self._buffer = np.empty((shard_size, *self.item_shape), self.dtype)
+        self._fill = 0
+        self._shard = 0
+        self._rows: list[dict] = []
+
+    def add(self, item_id: str, array: np.ndarray, **metadata: object) -> None:
+        array = np.asarray(array)
+        if array.shape != self.item_shape:
+            raise ValueError(f"{item_id}: shape {array.shape}, expected {self.item_shape}")
+        self._buffer[self._fill] = array
+        self._rows.append({"id": item_id, "shard": self._shard, "row": self._fill, **metadata})
+        self._fill += 1
+        if self._fill == self.shard_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._fill:
+            np.save(self.directory / f"shard-{self._shard:05d}.npy", self._buffer[: self._fill])
+            self._shard += 1
+            self._fill = 0
+
+    def close(self) -> pd.DataFrame:
+        self._flush()
+        index = pd.DataFrame(self._rows, columns=None if self._rows else ["id", "shard", "row"])
+        index.to_parquet(self.directory / INDEX, index=False)
+        meta = {"item_shape": list(self.item_shape), "dtype": self.dtype.str, **self.meta}
+        (self.directory / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        return index
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+
+
+class ShardReader(Sequence[np.ndarray]):
+    """Random access to a shard directory by position in its index."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        if not (self.directory / INDEX).is_file():
+            raise FileNotFoundError(f"{self.directory}: no {INDEX}; not a shard directory")
+        self.index = pd.read_parquet(self.directory / INDEX)
+        self.meta = json.loads((self.directory / META).read_text())
+        n_shards = int(self.index["shard"].max()) + 1 if len(self.index) else 0
+        self._shards = [
+            np.load(self.directory / f"shard-{i:05d}.npy", mmap_mode="r") for i in range(n_shards)
+        ]
+        self._pos = {item_id: i for i, item_id in enumerate(self.index["id"])}
+        self._shard_of = self.index["shard"].to_numpy()
+        self._row_of = self.index["row"].to_numpy()
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        return tuple(self.meta["item_shape"])
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return self.take(range(*i.indices(len(self))))
+        return np.asarray(self._shards[self._shard_of[i]][self._row_of[i]])
+
+    def position(self, item_id: str) -> int:
+        return self._pos[item_id]
+
+    def take(self, positions: Iterable[int]) -> np.ndarray:
+        """Stack the items at ``positions`` into one in-memory array."""
+        positions = np.fromiter(positions, dtype=np.int64)
+        out = np.empty((len(positions), *self.item_shape), np.dtype(self.meta["dtype"]))
+        for k, p in enumerate(positions):
+            out[k] = self._shards[self._shard_of[p]][self._row_of[p]]
+        return out
+
+    def take_ids(self, ids: Iterable[str]) -> np.ndarray:
+        return self.take(self._pos[i] for i in ids)
+
+    def iter_batches(self, positions: Sequence[int], batch_size: int) -> Iterator[np.ndarray]:
+        for start in range(0, len(positions), batch_size):
+            yield self.take(positions[start : start + batch_size])
