@@ -34,7 +34,9 @@ def to_frame(
             f"expected ({len(ids)}, {len(regions)})"
         )
     if fracture_proba.shape != (len(ids),):
-        raise ValueError(f"fracture probabilities: {fracture_proba.shape[0]} rows for {len(ids)} ids")
+        raise ValueError(
+            f"fracture probabilities: {fracture_proba.shape[0]} rows for {len(ids)} ids"
+        )
     frame = pd.DataFrame(region_proba, columns=region_columns(regions))
     frame.insert(0, "split", split if isinstance(split, str) else list(split))
     frame.insert(0, "id", list(ids))

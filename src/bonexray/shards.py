@@ -116,6 +116,14 @@ class ShardReader(Sequence[np.ndarray]):
     def position(self, item_id: str) -> int:
         return self._pos[item_id]
 
+    def require(self, ids: Iterable[str], what: str = "the requested ids") -> None:
+        """Fail with a clear error if any of ``ids`` has no item here."""
+        absent = sorted(set(ids) - self._pos.keys())
+        if absent:
+            raise ValueError(
+                f"{self.directory}: {len(absent)} of {what} have no item, e.g. {absent[:3]}"
+            )
+
     def take(self, positions: Iterable[int]) -> np.ndarray:
         """Stack the items at ``positions`` into one in-memory array."""
         positions = np.fromiter(positions, dtype=np.int64)

@@ -44,7 +44,9 @@ class Taxonomy:
                 synonyms[token] = region
         unknown = set(tax.get("synonyms", {})) - set(regions)
         if unknown:
-            raise ValueError(f"params.yaml taxonomy: synonyms for undeclared regions {sorted(unknown)}")
+            raise ValueError(
+                f"params.yaml taxonomy: synonyms for undeclared regions {sorted(unknown)}"
+            )
         ambiguous = frozenset(normalise_token(w) for w in tax.get("ambiguous", []))
         return cls(regions=regions, synonyms=synonyms, ambiguous=ambiguous)
 

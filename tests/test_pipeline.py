@@ -1,0 +1,168 @@
+"""End to end: `dvc pull` + `dvc repro` of the whole pipeline on the embedded sample, in a
+throw-away copy of this checkout, then the DVC properties users rely on."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_STAGES = ("census", "repair", "split")
+MODELS = ("cnn_rnn_nas", "cnn_nas", "cnn", "rf")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    # Stage commands call `python`: it must be this interpreter, with the project installed.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(DVC_NO_ANALYTICS="1", TF_CPP_MIN_LOG_LEVEL="2", PYTHONHASHSEED="0")
+    return env
+
+
+def run(cwd: Path, *args: str) -> str:
+    proc = subprocess.run(
+        args, cwd=cwd, env=_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    if proc.returncode:
+        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}")
+    return proc.stdout
+
+
+def dvc(cwd: Path, *args: str) -> str:
+    return run(cwd, sys.executable, "-m", "dvc", *args)
+
+
+def fresh_clone(dest: Path) -> Path:
+    """Copy the checkout as a fresh clone would see it (tracked + unignored files), then pull."""
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
+    for rel in filter(None, listed):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    run(dest, "git", "init", "-q")
+    run(dest, "git", "add", "-A")
+    run(dest, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone")
+    dvc(dest, "pull", "--quiet", "data.dvc")
+    return dest
+
+
+def lock_outs(repo: Path) -> dict[str, dict[str, str]]:
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    return {
+        name: {out["path"]: out["md5"] for out in stage.get("outs", [])}
+        for name, stage in lock["stages"].items()
+    }
+
+
+def changed_stages(repo: Path) -> set[str]:
+    return set(json.loads(dvc(repo, "status", "--json")))
+
+
+def set_param(repo: Path, dotted: str, value: object) -> None:
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    node = params
+    *parents, last = dotted.split(".")
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory) -> Path:
+    repo = fresh_clone(tmp_path_factory.mktemp("clone_a"))
+    dvc(repo, "repro")
+    return repo
+
+
+def test_pipeline_writes_metrics_for_every_stage(reproduced):
+    for name in (*DATA_STAGES, "relabel", "features", *MODELS, "compare"):
+        assert (reproduced / "metrics" / f"{name}.json").is_file(), name
+    assert (reproduced / "plots" / "report.html").stat().st_size > 100_000
+    shown = dvc(reproduced, "metrics", "show", "--json")
+    assert "metrics/compare.json" in shown
+
+
+def test_every_model_beats_the_majority_baseline_on_both_heads(reproduced):
+    compare = json.loads((reproduced / "metrics" / "compare.json").read_text())
+    majority_accuracy = compare["baseline_majority.region_accuracy"]
+    for model in MODELS:
+        assert compare[f"{model}.region_accuracy"] >= majority_accuracy + 0.15, model
+        assert compare[f"{model}.fracture_auroc"] >= 0.5 + 0.1, model
+
+
+def test_census_lists_every_file_and_split_has_no_leakage(reproduced):
+    census = json.loads((reproduced / "metrics" / "census.json").read_text())
+    n_files = sum(1 for p in (reproduced / "data").rglob("*") if p.is_file() or p.is_symlink())
+    assert census["files"] == n_files
+    split = json.loads((reproduced / "metrics" / "split.json").read_text())
+    assert split["leakage"]["total"] == 0
+
+
+def test_second_repro_is_a_no_op(reproduced):
+    assert changed_stages(reproduced) == set()
+    assert "up to date" in dvc(reproduced, "repro")
+
+
+def test_data_stages_are_bit_reproducible_across_clones(reproduced, tmp_path_factory):
+    other = fresh_clone(tmp_path_factory.mktemp("clone_b"))
+    dvc(other, "repro", "split")
+    first, second = lock_outs(reproduced), lock_outs(other)
+    for stage in DATA_STAGES:
+        assert first[stage] == second[stage], stage
+
+
+def test_model_stage_is_repeatable(reproduced):
+    before = lock_outs(reproduced)["train@cnn"]
+    metrics_before = (reproduced / "metrics" / "train" / "cnn.json").read_text()
+    dvc(reproduced, "repro", "--force", "--single-item", "train@cnn")
+    assert lock_outs(reproduced)["train@cnn"] == before
+    assert (reproduced / "metrics" / "train" / "cnn.json").read_text() == metrics_before
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected", "untouched"),
+    [
+        ("repair.size", 64, {"repair"}, {"census"}),
+        ("features.wavelet", "db2", {"features"}, {"census", "repair", "split", "relabel"}),
+        ("models.cnn.epochs", 2, {"train@cnn"}, {"train@cnn_nas", "train@cnn_rnn_nas", "train_rf"}),
+        ("relabel.confidence_threshold", 0.95, {"relabel"}, {"features", "split"}),
+    ],
+)
+def test_a_param_invalidates_only_its_stage(reproduced, key, value, expected, untouched):
+    original = (reproduced / "params.yaml").read_text()
+    try:
+        set_param(reproduced, key, value)
+        changed = changed_stages(reproduced)
+    finally:
+        (reproduced / "params.yaml").write_text(original)
+    assert expected <= changed
+    assert not (untouched & changed)
+
+
+def test_exp_run_reruns_only_the_changed_model_and_evaluate(reproduced):
+    run(reproduced, "git", "add", "-A")
+    run(reproduced, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "repro")
+    out = dvc(reproduced, "exp", "run", "-S", "models.cnn.epochs=2")
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    assert ran == {"train@cnn", "evaluate"}

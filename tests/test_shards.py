@@ -1,0 +1,71 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from bonexray.shards import ShardReader, ShardWriter
+
+
+def test_round_trip_across_shards(tmp_path):
+    rng = np.random.default_rng(0)
+    items = rng.integers(0, 255, size=(7, 4, 5), dtype=np.uint8)
+    with ShardWriter(tmp_path, (4, 5), np.uint8, shard_size=3, meta={"size": 4}) as writer:
+        for i, item in enumerate(items):
+            writer.add(f"img{i}", item, label=i % 2)
+    assert sorted(p.name for p in tmp_path.glob("shard-*.npy")) == [
+        "shard-00000.npy",
+        "shard-00001.npy",
+        "shard-00002.npy",
+    ]
+    reader = ShardReader(tmp_path)
+    assert len(reader) == 7
+    assert reader.meta["size"] == 4
+    np.testing.assert_array_equal(reader[4], items[4])
+    np.testing.assert_array_equal(reader.take([6, 0, 3]), items[[6, 0, 3]])
+    np.testing.assert_array_equal(reader.take_ids(["img5", "img1"]), items[[5, 1]])
+    np.testing.assert_array_equal(reader[2:5], items[2:5])
+    assert reader.index["label"].tolist() == [0, 1, 0, 1, 0, 1, 0]
+    assert reader.position("img3") == 3
+
+
+def test_shards_are_memory_mapped(tmp_path):
+    with ShardWriter(tmp_path, (2,), np.float32) as writer:
+        writer.add("a", np.ones(2, np.float32))
+    reader = ShardReader(tmp_path)
+    assert isinstance(reader._shards[0], np.memmap)
+
+
+def test_wrong_shape_names_the_item(tmp_path):
+    writer = ShardWriter(tmp_path, (2, 2), np.uint8)
+    with pytest.raises(ValueError, match="bad.png"):
+        writer.add("bad.png", np.zeros((3, 2), np.uint8))
+
+
+def test_rewrite_removes_stale_shards(tmp_path):
+    with ShardWriter(tmp_path, (1,), np.uint8, shard_size=1) as writer:
+        for i in range(3):
+            writer.add(str(i), np.array([i], np.uint8))
+    with ShardWriter(tmp_path, (1,), np.uint8, shard_size=1) as writer:
+        writer.add("only", np.array([9], np.uint8))
+    assert len(list(tmp_path.glob("shard-*.npy"))) == 1
+    assert ShardReader(tmp_path).index["id"].tolist() == ["only"]
+
+
+def test_empty_writer_gives_readable_empty_index(tmp_path):
+    ShardWriter(tmp_path, (2,), np.uint8).close()
+    reader = ShardReader(tmp_path)
+    assert len(reader) == 0
+    assert isinstance(reader.index, pd.DataFrame)
+
+
+def test_not_a_shard_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="index.parquet"):
+        ShardReader(tmp_path)
+
+
+def test_require_names_the_missing_ids(tmp_path):
+    with ShardWriter(tmp_path, (1,), np.uint8) as writer:
+        writer.add("a", np.zeros(1, np.uint8))
+    reader = ShardReader(tmp_path)
+    reader.require(["a"])
+    with pytest.raises(ValueError, match=r"1 of the labels have no item.*'b'"):
+        reader.require(["a", "b"], "the labels")
