@@ -69,3 +69,12 @@ def test_require_names_the_missing_ids(tmp_path):
     reader.require(["a"])
     with pytest.raises(ValueError, match=r"1 of the labels have no item.*'b'"):
         reader.require(["a", "b"], "the labels")
+
+
+def test_index_dtypes_keep_nullable_integers(tmp_path):
+    with ShardWriter(tmp_path, (1,), np.uint8, index_dtypes={"filled": "Int32"}) as writer:
+        writer.add("a", np.zeros(1, np.uint8), filled=None)
+        writer.add("b", np.zeros(1, np.uint8), filled=7)
+    index = ShardReader(tmp_path).index
+    assert str(index["filled"].dtype) == "Int32"
+    assert index["filled"].isna().tolist() == [True, False]

@@ -36,6 +36,7 @@ class ShardWriter:
         dtype: np.dtype | str,
         shard_size: int = 4096,
         meta: dict | None = None,
+        index_dtypes: dict[str, str] | None = None,
     ) -> None:
         if shard_size < 1:
             raise ValueError("shard_size must be >= 1")
@@ -47,6 +48,9 @@ class ShardWriter:
         self.dtype = np.dtype(dtype)
         self.shard_size = shard_size
         self.meta = dict(meta or {})
+        # Per-column dtypes for the index, e.g. {"filled_from_row": "Int32"}: pandas would
+        # otherwise infer float for an integer column holding None.
+        self.index_dtypes = dict(index_dtypes or {})
         self._buffer = np.empty((shard_size, *self.item_shape), self.dtype)
         self._fill = 0
         self._shard = 0
@@ -70,7 +74,14 @@ class ShardWriter:
 
     def close(self) -> pd.DataFrame:
         self._flush()
-        index = pd.DataFrame(self._rows, columns=None if self._rows else ["id", "shard", "row"])
+        columns = [
+            "id",
+            "shard",
+            "row",
+            *(c for c in self.index_dtypes if c not in ("id", "shard", "row")),
+        ]
+        index = pd.DataFrame(self._rows, columns=None if self._rows else columns)
+        index = index.astype(self.index_dtypes)
         index.to_parquet(self.directory / INDEX, index=False)
         meta = {"item_shape": list(self.item_shape), "dtype": self.dtype.str, **self.meta}
         (self.directory / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")

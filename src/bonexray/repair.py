@@ -1,0 +1,205 @@
+"""Every census image -> a canonical working-size uint8 image, or quarantine with a reason.
+
+Usable files ("ok", and "truncated" ones whose missing rows the decoder zero-filled, which
+are recorded as "repaired") go to a shard directory; everything else is listed in the
+quarantine table. Every census image row ends up in exactly one of the two.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from bonexray import imaging
+from bonexray.resize import PAD_VALUE, RESAMPLE_NAME, to_working
+from bonexray.shards import ShardWriter
+
+QUARANTINE_COLUMNS = ["id", "path", "source", "status", "reason"]
+INDEX_DTYPES = {
+    "id": "string",
+    "shard": "int64",
+    "row": "int64",
+    "source": "string",
+    "status": "string",
+    "filled_from_row": "Int32",
+    "orig_width": "int64",
+    "orig_height": "int64",
+    "pixel_sha256": "string",
+}
+# Decode at no less than this multiple of the working size where the format can decode
+# smaller (JPEG DCT scaling): several times faster on large radiographs, and the LANCZOS
+# downscale that follows still has 2x oversampling to anti-alias from.
+DRAFT_OVERSAMPLING = 2
+# A spawned worker costs about a second of CPU to start (imports): the time one process
+# needs to repair ~500 small radiographs. Below that, one process is faster.
+MIN_IMAGES_FOR_POOL = 500
+
+
+@dataclass(frozen=True)
+class Working:
+    """One file at the working size, or why it has none."""
+
+    decoded: imaging.Decoded
+    pixels: np.ndarray | None  # (size, size) uint8; None when the file is not usable
+
+
+def load_working(
+    path: str | Path, size: int, keep_aspect: bool, max_image_pixels: int | None
+) -> Working:
+    """Decode one file and bring it to the working size; never raises for a bad file."""
+    decoded = imaging.decode(
+        path,
+        max_image_pixels=max_image_pixels,
+        draft=(DRAFT_OVERSAMPLING * size, DRAFT_OVERSAMPLING * size),
+    )
+    if decoded.status not in imaging.USABLE:
+        return Working(decoded, None)
+    return Working(decoded, to_working(decoded.array, size, keep_aspect))
+
+
+def _repair_one(task: tuple[str, int, bool, int | None]) -> dict[str, Any]:
+    """Worker: one path -> a small picklable record (pixels included when usable)."""
+    path, size, keep_aspect, max_image_pixels = task
+    working = load_working(path, size, keep_aspect, max_image_pixels)
+    d, pixels = working.decoded, working.pixels
+    return {
+        "status": d.status,
+        "reason": d.reason,
+        "pixels": pixels,
+        "pixel_sha256": None if pixels is None else hashlib.sha256(pixels.tobytes()).hexdigest(),
+        "filled_from_row": d.filled_from_row,
+        "width": d.width,
+        "height": d.height,
+    }
+
+
+def _results(tasks: list[tuple], workers: int) -> Iterator[dict[str, Any]]:
+    """Records in task order, from a process pool when workers > 1 and it pays off."""
+    if workers <= 1 or len(tasks) < MIN_IMAGES_FOR_POOL:
+        yield from map(_repair_one, tasks)
+        return
+    # "spawn": forking a parent that already runs pyarrow's threads can deadlock a child.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        # Order-preserving map: output is identical whatever the worker count.
+        yield from pool.map(_repair_one, tasks, chunksize=8)
+
+
+def repair(
+    census: pd.DataFrame,
+    out_dir: str | Path,
+    quarantine_path: str | Path,
+    *,
+    size: int,
+    keep_aspect: bool,
+    max_image_pixels: int | None,
+    shard_size: int = 2048,
+    workers: int = 1,
+    root: str | Path = ".",
+) -> dict[str, Any]:
+    """Repair every census row with role "image"; write shards and quarantine; return metrics.
+
+    ``root`` is the directory census paths are relative to (the repository root). With
+    ``workers > 1`` worker processes are spawned, so a calling script needs the usual
+    ``if __name__ == "__main__":`` guard. Output does not depend on ``workers``.
+    """
+    missing = {"id", "path", "source", "role"} - set(census.columns)
+    if missing:
+        raise ValueError(f"census: missing columns {sorted(missing)}")
+    images = census.loc[census["role"] == "image", ["id", "path", "source"]]
+    images = images.reset_index(drop=True)
+    if "status" in census.columns:
+        census_usable = census.loc[census["role"] == "image", "status"].isin(imaging.USABLE)
+        census_usable = census_usable.to_numpy()
+    else:
+        census_usable = None
+    tasks = [(str(Path(root) / p), size, keep_aspect, max_image_pixels) for p in images["path"]]
+
+    writer = ShardWriter(
+        out_dir,
+        (size, size),
+        np.uint8,
+        shard_size,
+        meta={
+            "size": size,
+            "keep_aspect": keep_aspect,
+            "pad_value": PAD_VALUE,
+            "resample": RESAMPLE_NAME,
+        },
+        index_dtypes=INDEX_DTYPES,
+    )
+    kept_status: dict[str, str] = {}
+    quarantined: list[dict[str, Any]] = []
+    decode_status: Counter[str] = Counter()
+    zero_filled_rows = 0
+    changed_since_census = 0
+    progress = tqdm(
+        _results(tasks, workers), total=len(tasks), desc="repair", unit="img", disable=None
+    )
+    for k, (item, record) in enumerate(zip(images.itertuples(index=False), progress, strict=True)):
+        decode_status[record["status"]] += 1
+        usable = record["pixels"] is not None
+        if census_usable is not None and usable != census_usable[k]:
+            changed_since_census += 1
+        if not usable:
+            quarantined.append(
+                {
+                    "id": item.id,
+                    "path": item.path,
+                    "source": item.source,
+                    "status": record["status"],
+                    "reason": record["reason"],
+                }
+            )
+            continue
+        # "truncated" = rows zero-filled from filled_from_row on; a cut progressive JPEG
+        # is "truncated" too but has every row (coarser), so filled_from_row is None.
+        filled = record["filled_from_row"]
+        if filled is not None:
+            zero_filled_rows += record["height"] - filled
+        kept_status[item.id] = "repaired" if record["status"] == "truncated" else "ok"
+        writer.add(
+            item.id,
+            record["pixels"],
+            source=item.source,
+            status=kept_status[item.id],
+            filled_from_row=filled,
+            orig_width=record["width"],
+            orig_height=record["height"],
+            pixel_sha256=record["pixel_sha256"],
+        )
+
+    # Every census image in exactly one of the two outputs, checked before either is written.
+    accounted = sorted([*kept_status, *(q["id"] for q in quarantined)])
+    if accounted != sorted(images["id"]):
+        raise AssertionError(
+            f"repair lost or duplicated images: {len(images)} in, {len(kept_status)} kept + "
+            f"{len(quarantined)} quarantined"
+        )
+    writer.close()
+    quarantine = pd.DataFrame(quarantined, columns=QUARANTINE_COLUMNS)
+    Path(quarantine_path).parent.mkdir(parents=True, exist_ok=True)
+    quarantine.to_csv(quarantine_path, index=False, lineterminator="\n")
+
+    repaired = sum(status == "repaired" for status in kept_status.values())
+    return {
+        "images": len(images),
+        "decode_status": dict(sorted(decode_status.items())),
+        "ok": len(kept_status) - repaired,
+        "repaired": repaired,
+        "zero_filled_rows": int(zero_filled_rows),
+        "quarantined": len(quarantined),
+        "quarantined_by_reason": dict(sorted(Counter(q["status"] for q in quarantined).items())),
+        "usability_changed_since_census": changed_since_census,
+        "size": size,
+        "keep_aspect": keep_aspect,
+    }

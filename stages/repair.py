@@ -1,0 +1,63 @@
+"""repair stage: census images -> working-size uint8 shards; unusable files -> quarantine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from bonexray import params as P
+from bonexray.repair import repair
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--census", required=True, help="census table (artifacts/census.parquet)")
+    parser.add_argument("--out", required=True, help="shard directory to write (artifacts/repair)")
+    parser.add_argument(
+        "--quarantine",
+        required=True,
+        help="CSV listing every unusable image and why (artifacts/quarantine.csv)",
+    )
+    parser.add_argument(
+        "--metrics", required=True, help="metrics JSON to write (metrics/repair.json)"
+    )
+    parser.add_argument(
+        "--params", default="params.yaml", help="params file (default: %(default)s)"
+    )
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    options = P.section(P.load(args.params), "repair")
+    started = time.perf_counter()
+    metrics = repair(
+        pd.read_parquet(args.census),
+        args.out,
+        args.quarantine,
+        size=int(options["size"]),
+        keep_aspect=bool(options["keep_aspect"]),
+        max_image_pixels=options["max_image_pixels"],
+        shard_size=int(options["shard_size"]),
+        workers=int(options["workers"]),
+    )
+    seconds = time.perf_counter() - started
+    Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.metrics).write_text(json.dumps(metrics, indent=2) + "\n")
+    # Timings are printed, not kept in metrics: they would make `dvc metrics diff` noisy
+    # and the stage's outputs differ from run to run.
+    print(
+        f"repair: {metrics['ok']} ok, {metrics['repaired']} repaired, "
+        f"{metrics['quarantined']} quarantined {metrics['quarantined_by_reason']}; "
+        f"{seconds:.1f} s, {metrics['images'] / max(seconds, 1e-9):.1f} images/s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,315 @@
+"""The split stage: fractions, stratification, grouping against leakage, determinism."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bonexray.split import (
+    LeakageError,
+    check_no_leakage,
+    count_leaks,
+    fold_plan,
+    join_inputs,
+    make_split,
+    near_duplicate_pairs,
+    strata,
+)
+from bonexray.taxonomy import Taxonomy
+
+TAXONOMY = Taxonomy.from_params(
+    {
+        "taxonomy": {
+            "regions": ["hand", "elbow", "shoulder", "hip", "leg"],
+            "synonyms": {"hand": ["wrist"], "leg": ["knee", "ankle"]},
+            "ambiguous": ["mixed"],
+        }
+    }
+)
+FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
+DISTANCE = 6
+
+
+def hex64(value: int) -> str:
+    return f"{value:016x}"
+
+
+def flip_bits(value: int, k: int, rng: np.random.Generator) -> int:
+    for bit in rng.choice(64, size=k, replace=False):
+        value ^= 1 << int(bit)
+    return value
+
+
+def random_images(n: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A census and repair index of n unrelated images (random 64-bit hashes are ~32 bits
+    apart, so none are near duplicates) with skewed region x fracture classes, the
+    smallest (hip|1) about 3%."""
+    rng = np.random.default_rng(seed)
+    census = pd.DataFrame(
+        {
+            "id": [f"img{i:05d}" for i in range(n)],
+            "source": "clinic",
+            "sha256": [f"sha{i}" for i in range(n)],
+            "phash": [hex64(int(v)) for v in rng.integers(0, 2**63, n)],
+            "region_raw": pd.array(
+                rng.choice(
+                    ["hand", "wrist", "leg", "hip", "mixed", None],
+                    n,
+                    p=[0.3, 0.1, 0.35, 0.1, 0.1, 0.05],
+                ),
+                dtype="string",
+            ),
+            "fracture": pd.array(rng.choice([1, 0], n, p=[0.3, 0.7]), dtype="Int8"),
+            "patient_id": pd.array([None] * n, dtype="string"),
+            "study_id": pd.array([None] * n, dtype="string"),
+        }
+    )
+    repair = pd.DataFrame({"id": census["id"], "pixel_sha256": [f"px{i}" for i in range(n)]})
+    return census, repair
+
+
+def run(census: pd.DataFrame, repair: pd.DataFrame, seed: int = 42, **kwargs):
+    options = {
+        "fractions": FRACTIONS,
+        "near_duplicate_distance": DISTANCE,
+        "group_by_patient": True,
+        "seed": seed,
+        **kwargs,
+    }
+    return make_split(census, repair, TAXONOMY, **options)
+
+
+def split_of(table: pd.DataFrame) -> dict[str, str]:
+    return dict(zip(table["id"], table["split"], strict=True))
+
+
+def test_fractions_are_respected():
+    table, metrics = run(*random_images(1000))
+    counts = table["split"].value_counts()
+    assert counts["train"] == pytest.approx(600, abs=15)
+    assert counts["val"] == pytest.approx(200, abs=15)
+    assert counts["test"] == pytest.approx(200, abs=15)
+    assert metrics["counts"] == {s: int(counts[s]) for s in ("train", "val", "test")}
+    assert list(table.columns) == [
+        "id",
+        "split",
+        "group",
+        "region_hint",
+        "region_source",
+        "fracture",
+        "stratum",
+    ]
+
+
+def test_stratification_keeps_class_ratios():
+    table, metrics = run(*random_images(1500))
+    overall = table["stratum"].value_counts(normalize=True)
+    for split, rows in table.groupby("split"):
+        share = rows["stratum"].value_counts(normalize=True).reindex(overall.index, fill_value=0)
+        assert (share - overall).abs().max() < 0.02, split
+    assert metrics["max_class_share_deviation"] < 0.02
+    assert metrics["strata_missing_from_a_split"] == 0
+
+
+def test_strata_resolve_regions_and_missing_labels():
+    census, _ = random_images(5)
+    census["region_raw"] = pd.array(["wrist", "mixed", None, "Leg", "banana"], dtype="string")
+    census["fracture"] = pd.array([1, 0, None, 0, 1], dtype="Int8")
+    labels = strata(census, TAXONOMY)
+    assert labels["stratum"].tolist() == ["hand|1", "unknown|0", "unknown|na", "leg|0", "unknown|1"]
+    assert labels["region_source"].tolist() == [
+        "synonym",
+        "ambiguous",
+        "missing",
+        "original",
+        "unknown",
+    ]
+    assert labels["region_hint"].isna().tolist() == [False, True, True, False, True]
+
+
+def test_exact_duplicates_never_cross_splits():
+    census, repair = random_images(600)
+    census.loc[100:159, "sha256"] = [f"same-bytes-{i // 3}" for i in range(60)]
+    repair.loc[300:359, "pixel_sha256"] = [f"same-pixels-{i // 4}" for i in range(60)]
+    table, metrics = run(census, repair)
+    splits = table.assign(sha=census["sha256"], px=repair["pixel_sha256"])
+    assert (splits.groupby("sha")["split"].nunique() == 1).all()
+    assert (splits.groupby("px")["split"].nunique() == 1).all()
+    assert metrics["groups"]["largest"] == 4
+    assert metrics["groups"]["images_in_shared_groups"] == 120
+    assert metrics["leakage"]["total"] == 0
+
+
+def test_near_duplicate_pairs_match_brute_force():
+    rng = np.random.default_rng(1)
+    base = [int(v) for v in rng.integers(0, 2**63, 30)]
+    values = base + [
+        flip_bits(v, int(k), rng) for v, k in zip(base, rng.integers(0, 10, 30), strict=True)
+    ]
+    expected = {
+        (i, j)
+        for i in range(len(values))
+        for j in range(i + 1, len(values))
+        if bin(values[i] ^ values[j]).count("1") <= DISTANCE
+    }
+    found = near_duplicate_pairs([hex64(v) for v in values], DISTANCE)
+    assert {tuple(map(int, p)) for p in found} == expected
+    assert len(expected) > 5  # the test exercises real pairs
+
+
+def test_near_duplicate_pairs_on_longer_hashes():
+    # census.phash_size 16 gives 256-bit hashes: several 64-bit words per hash.
+    rng = np.random.default_rng(2)
+    a = rng.integers(0, 256, 32, dtype=np.uint8)
+    b = a.copy()
+    b[[0, 9, 20, 31]] ^= np.array([1, 128, 3, 16], dtype=np.uint8)  # 5 bits apart
+    far = b.copy()
+    far[5] ^= 0b11  # 7 bits from a
+    pairs = near_duplicate_pairs(
+        [a.tobytes().hex(), b.tobytes().hex(), far.tobytes().hex()], DISTANCE
+    )
+    assert {tuple(map(int, p)) for p in pairs} == {(0, 1), (1, 2)}
+
+
+def test_near_duplicates_group_transitively_and_stop_at_the_threshold():
+    census, repair = random_images(400)
+    rng = np.random.default_rng(3)
+    base = int(census.loc[0, "phash"], 16)
+    within = flip_bits(base, DISTANCE, rng)
+    beyond = flip_bits(base, DISTANCE + 1, rng)
+    chain_1 = flip_bits(base, 4, rng)
+    chain_2 = chain_1
+    while bin(chain_2 ^ base).count("1") <= DISTANCE:  # near chain_1, far from base
+        chain_2 = flip_bits(chain_1, 4, rng)
+    census.loc[1:4, "phash"] = [hex64(within), hex64(beyond), hex64(chain_1), hex64(chain_2)]
+    table, metrics = run(census, repair)
+    group = table["group"].tolist()
+    assert group[0] == group[1] == group[3] == group[4]  # base~within, base~chain_1~chain_2
+    assert group[2] != group[0]  # one bit over the threshold is another image
+    assert table.loc[[0, 1, 3, 4], "split"].nunique() == 1
+    assert metrics["leakage"]["near_duplicate"] == 0
+
+
+def test_one_patient_and_one_study_never_cross_splits():
+    census, repair = random_images(600)
+    census["patient_id"] = pd.array(
+        [f"p{i // 5}" if i < 300 else None for i in range(600)], dtype="string"
+    )
+    census["study_id"] = pd.array(
+        [f"s{i // 2}" if i >= 500 else None for i in range(600)], dtype="string"
+    )
+    table, metrics = run(census, repair)
+    assert (table[:300].groupby(census["patient_id"][:300])["split"].nunique() == 1).all()
+    assert (table[500:].groupby(census["study_id"][500:])["split"].nunique() == 1).all()
+    assert metrics["leakage"]["patient"] == metrics["leakage"]["study"] == 0
+
+    # The same patient id in two sources is two people; without grouping, no link at all.
+    census.loc[0, "source"] = "other_clinic"
+    table, _ = run(census, repair)
+    assert table.loc[0, "group"] != table.loc[1, "group"]
+    assert table.loc[1, "group"] == table.loc[2, "group"]
+    table, metrics = run(census, repair, group_by_patient=False)
+    assert table["group"].nunique() == 600
+    assert "patient" not in metrics["leakage"]
+
+
+def test_independent_check_catches_a_leaky_split():
+    census, repair = random_images(300)
+    census.loc[1, "sha256"] = census.loc[0, "sha256"]
+    repair.loc[3, "pixel_sha256"] = repair.loc[2, "pixel_sha256"]
+    census.loc[5, "phash"] = hex64(
+        flip_bits(int(census.loc[4, "phash"], 16), 3, np.random.default_rng(4))
+    )
+    census["patient_id"] = pd.array([None] * 6 + ["p1", "p1", "p1"] + [None] * 291, dtype="string")
+    table, metrics = run(census, repair)
+    frame = join_inputs(census, repair)
+    assert count_leaks(frame, table["split"], DISTANCE, True)["total"] == 0
+    check_no_leakage(metrics["leakage"])
+
+    leaky = table["split"].to_numpy(dtype=object).copy()
+    for first, second in ((0, 1), (2, 3), (4, 5), (6, 7)):
+        leaky[second] = "test" if leaky[first] != "test" else "val"
+    leaks = count_leaks(frame, leaky, DISTANCE, True)
+    assert leaks == {
+        "sha256": 1,
+        "pixel_sha256": 1,
+        "patient": 2,
+        "study": 0,
+        "near_duplicate": 1,
+        "total": 5,
+    }
+    with pytest.raises(LeakageError, match="near_duplicate: 1 pairs"):
+        check_no_leakage(leaks)
+
+
+def test_same_seed_same_split_other_seed_other_split():
+    census, repair = random_images(500)
+    first, _ = run(census, repair, seed=7)
+    again, _ = run(census, repair, seed=7)
+    other, _ = run(census, repair, seed=8)
+    pd.testing.assert_frame_equal(first, again)
+    assert (first["split"] != other["split"]).sum() > 50
+
+
+def test_warns_about_a_stratum_too_small_for_every_split():
+    census, repair = random_images(300)
+    census.loc[:1, "region_raw"] = "shoulder"
+    census.loc[:1, "fracture"] = 1
+    with pytest.warns(UserWarning, match=r"shoulder\|1 \(2 images\)"):
+        _, metrics = run(census, repair)
+    assert metrics["strata_missing_from_a_split"] == 1
+
+
+def test_no_warning_when_every_stratum_fits():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run(*random_images(300))
+
+
+@pytest.mark.parametrize(
+    ("fractions", "plan"),
+    [
+        ({"train": 0.6, "val": 0.2, "test": 0.2}, (5, {"train": 3, "val": 1, "test": 1})),
+        ({"train": 0.7, "val": 0.15, "test": 0.15}, (20, {"train": 14, "val": 3, "test": 3})),
+        ({"train": 0.8, "val": 0.1, "test": 0.1}, (10, {"train": 8, "val": 1, "test": 1})),
+    ],
+)
+def test_fold_plan(fractions, plan):
+    assert fold_plan(fractions) == plan
+
+
+@pytest.mark.parametrize(
+    "fractions",
+    [
+        {"train": 0.6, "val": 0.3, "test": 0.2},
+        {"train": 0.61, "val": 0.2, "test": 0.19},
+        {"train": 0.8, "valid": 0.1, "test": 0.1},
+    ],
+)
+def test_fold_plan_rejects_bad_fractions(fractions):
+    with pytest.raises(ValueError, match="split.fractions"):
+        fold_plan(fractions)
+
+
+def test_repair_ids_missing_from_census_are_an_error():
+    census, repair = random_images(20)
+    with pytest.raises(ValueError, match="absent from the census"):
+        join_inputs(census.iloc[1:], repair)
+
+
+def test_too_few_groups_is_a_clear_error():
+    census, repair = random_images(12)
+    census["patient_id"] = pd.array(["a", "b", "c"] * 4, dtype="string")
+    with pytest.raises(ValueError, match="only 3 independent groups"):
+        run(census, repair)
+
+
+@pytest.mark.filterwarnings("ignore:strata too small")
+def test_warns_when_one_group_is_larger_than_a_fold():
+    census, repair = random_images(200)
+    census.loc[:59, "sha256"] = "one-file-copied-60-times"
+    with pytest.warns(UserWarning, match="one group holds 60 of 200 images"):
+        run(census, repair)
