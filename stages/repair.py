@@ -34,7 +34,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    options = P.section(P.load(args.params), "repair")
+    params = P.load(args.params)
+    options = P.section(params, "repair")
     started = time.perf_counter()
     metrics = repair(
         pd.read_parquet(args.census),
@@ -42,7 +43,7 @@ def main() -> int:
         args.quarantine,
         size=int(options["size"]),
         keep_aspect=bool(options["keep_aspect"]),
-        max_image_pixels=options["max_image_pixels"],
+        max_image_pixels=P.section(params, "decode.max_image_pixels"),
         shard_size=int(options["shard_size"]),
         workers=int(options["workers"]),
     )

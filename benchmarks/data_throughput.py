@@ -1,0 +1,150 @@
+"""Throughput of the data stages against the cheapest possible decode.
+
+Measures, in one run over the same source:
+  (a) decode-only: PIL open + load of every image, one process, no hashing, no grayscale,
+      no output. The floor any pipeline over these files pays.
+  (b) census: list every file (sidecars too), sha256, full decode (JPEG draft scale),
+      perceptual hash, table; with params-like settings and `--workers` processes.
+  (c) repair: census images -> working-size uint8 shards (bonexray.repair).
+and prints images/s and CPU ms/image for each, and the ratio (census + repair) / decode-only
+(target >= 0.5): as measured, and as estimated from CPU time for an otherwise idle machine.
+
+    .venv/bin/python benchmarks/data_throughput.py                       # FracAtlas
+    .venv/bin/python benchmarks/data_throughput.py --path data/clinic_a --kind folder
+
+FracAtlas is read from ../shared/data/fracatlas (or $BONEXRAY_FRACATLAS), never copied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from bonexray import census
+from bonexray.params import load
+from bonexray.repair import repair
+
+DEFAULT_PATH = os.environ.get("BONEXRAY_FRACATLAS", "../shared/data/fracatlas")
+
+
+class Stopwatch:
+    """Wall time and CPU time (this process plus reaped child processes) of a block.
+
+    The CPU figure does not depend on what else the machine is doing, which matters on a
+    shared box: wall-clock rates of a 2-process pool drop as soon as anything else runs.
+    """
+
+    def __enter__(self) -> Stopwatch:
+        self.wall, self.cpu = time.perf_counter(), _cpu_seconds()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = _cpu_seconds() - self.cpu
+
+
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def decode_only(paths: list[str]) -> None:
+    """PIL open + load every path once, in this process."""
+    for path in paths:
+        with Image.open(path) as image:
+            image.load()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--path", default=DEFAULT_PATH, help="source root (default: %(default)s)")
+    parser.add_argument("--kind", default="fracatlas", help="adapter kind (default: %(default)s)")
+    parser.add_argument("--params", default="params.yaml", help="census/repair settings from here")
+    parser.add_argument("--workers", type=int, help="processes (default: params census.workers)")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    if not Path(args.path).is_dir():
+        print(f"no data at {args.path} (set --path or BONEXRAY_FRACATLAS)", file=sys.stderr)
+        return 2
+
+    params = load(args.params)
+    settings = census.Settings.from_params(params)
+    workers = args.workers or settings.workers
+    settings = census.Settings(**{**settings.__dict__, "workers": workers})
+    repair_params = params["repair"]
+    sources = {"bench": {"kind": args.kind, "path": args.path}}
+
+    with Stopwatch() as census_time:
+        files = census.list_files(census.adapters_from_params({"sources": sources}), None)
+        table = census.build_table(files, settings, progress=False)
+    images = table[(table["role"] == "image") & (table["status"] != "missing")]
+    paths = images["path"].tolist()
+
+    with tempfile.TemporaryDirectory() as out, Stopwatch() as repair_time:
+        repair(
+            table,
+            Path(out) / "repair",
+            Path(out) / "quarantine.csv",
+            size=int(repair_params["size"]),
+            keep_aspect=bool(repair_params["keep_aspect"]),
+            max_image_pixels=repair_params["max_image_pixels"],
+            shard_size=int(repair_params["shard_size"]),
+            workers=workers,
+        )
+    with Stopwatch() as decode_time:
+        decode_only(paths)
+
+    n = len(paths)
+    pipeline_wall = census_time.wall + repair_time.wall
+    pipeline_cpu = census_time.cpu + repair_time.cpu
+    figures = {
+        "images": n,
+        "files": len(table),
+        "workers": workers,
+        "cpus": os.cpu_count(),
+        "decode_only_images_per_s": n / decode_time.wall,
+        "census_images_per_s": n / census_time.wall,
+        "repair_images_per_s": n / repair_time.wall,
+        "census_plus_repair_images_per_s": n / pipeline_wall,
+        "decode_only_cpu_ms_per_image": 1000 * decode_time.cpu / n,
+        "census_cpu_ms_per_image": 1000 * census_time.cpu / n,
+        "repair_cpu_ms_per_image": 1000 * repair_time.cpu / n,
+        "ratio": decode_time.wall / pipeline_wall,
+        # What the ratio would be with `workers` idle cores and perfect scaling.
+        "ratio_idle_estimate": workers * decode_time.cpu / pipeline_cpu,
+    }
+    print(
+        f"{n} images ({len(table)} files incl. sidecars), "
+        f"{workers} worker(s), {os.cpu_count()} CPUs"
+    )
+    print(f"  {'':32s} {'images/s':>9s} {'CPU ms/image':>13s}")
+    for label, rate, cpu in (
+        ("(a) decode-only, 1 process", "decode_only_images_per_s", "decode_only_cpu_ms_per_image"),
+        ("(b) census", "census_images_per_s", "census_cpu_ms_per_image"),
+        ("(c) repair", "repair_images_per_s", "repair_cpu_ms_per_image"),
+    ):
+        print(f"  {label:32s} {figures[rate]:9.1f} {figures[cpu]:13.2f}")
+    print(f"  {'(b)+(c) census + repair':32s} {figures['census_plus_repair_images_per_s']:9.1f}")
+    print(
+        f"  ratio (census + repair) / decode-only: {figures['ratio']:.2f} measured, "
+        f"{figures['ratio_idle_estimate']:.2f} from CPU time with {workers} idle cores "
+        "(target >= 0.5)"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,398 @@
+"""Score every model and two baselines on the same test rows with the same code.
+
+Both heads of every model are scored on TEST; the fracture operating point is chosen on
+VAL and applied unchanged to test. Which rows count:
+
+- rows whose relabel ``label_source`` is "excluded" count nowhere (relabel dropped them);
+- region: rows with a region from a source in ``evaluate.score_region_sources`` (default
+  original and synonym). Model-assigned regions are left out by default because the
+  relabel model produced them: scoring against them would reward agreeing with it;
+- fracture: rows with a known fracture label.
+
+The baselines are predictions tables like a model's, built from TRAIN-split label
+frequencies with scikit-learn's DummyClassifier: ``baseline_majority`` predicts the most
+frequent class with probability 1, ``baseline_chance`` predicts the class priors (AUROC 0.5
+by construction; its Brier score is the prior's).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.dummy import DummyClassifier
+
+from bonexray import metrics, predictions
+from bonexray.params import section
+
+LABEL_COLUMNS = ("id", "split", "region", "label_source", "fracture")
+LABEL_SOURCES = ("original", "synonym", "model", "excluded")
+SPLITS = ("train", "val", "test")
+BASELINES = {"baseline_majority": "most_frequent", "baseline_chance": "prior"}
+DECIMALS = 4
+
+# compare.json key suffix -> path in a model's nested metrics.
+COMPARE_KEYS = {
+    "region_accuracy": ("region", "accuracy"),
+    "region_macro_f1": ("region", "macro_f1"),
+    "region_kappa": ("region", "kappa"),
+    "fracture_auroc": ("fracture", "auroc"),
+    "fracture_auroc_ci_low": ("fracture", "auroc_ci_low"),
+    "fracture_auroc_ci_high": ("fracture", "auroc_ci_high"),
+    "fracture_average_precision": ("fracture", "average_precision"),
+    "fracture_sensitivity": ("fracture", "sensitivity"),
+    "fracture_specificity": ("fracture", "specificity"),
+    "fracture_threshold": ("fracture", "threshold"),
+    "fracture_brier": ("fracture", "brier"),
+    "fracture_ece": ("fracture", "ece"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap: int
+    operating_point: metrics.OperatingPointMethod
+    target_sensitivity: float
+    calibration_bins: int
+    score_region_sources: tuple[str, ...]
+    report_examples: int
+    seed: int
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> Settings:
+        ev = section(params, "evaluate")
+        sources = tuple(ev.get("score_region_sources", ("original", "synonym")))
+        bad = set(sources) - {"original", "synonym", "model"}
+        if bad or not sources:
+            raise ValueError(
+                f"params.yaml evaluate.score_region_sources: {sorted(bad) or 'empty'}; "
+                "use some of original, synonym, model"
+            )
+        if ev["operating_point"] not in ("youden", "sensitivity"):
+            raise ValueError(
+                "params.yaml evaluate.operating_point must be youden or sensitivity, "
+                f"got {ev['operating_point']!r}"
+            )
+        return cls(
+            bootstrap=int(ev["bootstrap"]),
+            operating_point=ev["operating_point"],
+            target_sensitivity=float(ev["target_sensitivity"]),
+            calibration_bins=int(ev["calibration_bins"]),
+            score_region_sources=sources,
+            report_examples=int(ev["report_examples"]),
+            seed=int(section(params, "seed")),
+        )
+
+
+def model_names(params: Mapping[str, Any]) -> list[str]:
+    """The models scored: the Keras models of params.yaml, then the random forest."""
+    return [*section(params, "models"), "rf"]
+
+
+def read_labels(path: str | Path, regions: Sequence[str]) -> pd.DataFrame:
+    """Read labels.parquet and check it against the taxonomy, naming the file on error."""
+    labels = pd.read_parquet(path)
+    missing = set(LABEL_COLUMNS) - set(labels.columns)
+    if missing:
+        raise ValueError(f"{path}: missing columns {sorted(missing)}")
+    problems = {
+        "split": set(labels["split"].dropna()) - set(SPLITS),
+        "label_source": set(labels["label_source"].dropna()) - set(LABEL_SOURCES),
+        "region": set(labels["region"].dropna()) - set(regions),
+        "fracture": set(labels["fracture"].dropna().astype(int)) - {0, 1},
+    }
+    for column, bad in problems.items():
+        if bad:
+            raise ValueError(f"{path}: unexpected {column} values {sorted(bad)}")
+    if labels["id"].duplicated().any():
+        raise ValueError(
+            f"{path}: duplicate ids, e.g. {labels['id'][labels['id'].duplicated()].iloc[0]}"
+        )
+    return labels
+
+
+def attach_labels(labels: pd.DataFrame, preds: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Join a predictions table to the labels of the val/test rows that are scored.
+
+    Fails, naming the model, when predictions are missing for a scored row, name an
+    unknown id, or put an image in another split than labels.parquet does: a model that
+    skipped hard images would otherwise look better than it is.
+    """
+    scored = labels[labels["split"].isin(("val", "test")) & (labels["label_source"] != "excluded")]
+    split_of = labels.set_index("id")["split"]
+    unknown = preds.loc[~preds["id"].isin(split_of.index), "id"]
+    if len(unknown):
+        raise ValueError(
+            f"{name}: {len(unknown)} predicted ids not in labels, e.g. {unknown.iloc[0]!r}"
+        )
+    moved = preds[preds["split"].to_numpy() != split_of.loc[preds["id"]].to_numpy()]
+    if len(moved):
+        raise ValueError(
+            f"{name}: {len(moved)} predictions in another split than labels.parquet, "
+            f"e.g. {moved['id'].iloc[0]!r} ({moved['split'].iloc[0]})"
+        )
+    if preds["id"].duplicated().any():
+        raise ValueError(f"{name}: duplicate predicted ids")
+    absent = scored.loc[~scored["id"].isin(preds["id"]), "id"]
+    if len(absent):
+        raise ValueError(
+            f"{name}: no prediction for {len(absent)} val/test images, e.g. {absent.iloc[0]!r}"
+        )
+    return scored[list(LABEL_COLUMNS)].merge(preds.drop(columns="split"), on="id", how="left")
+
+
+@dataclass
+class Scores:
+    """Everything evaluate knows about one model (or baseline) on the test set."""
+
+    name: str
+    metrics: dict[str, Any]
+    roc: pd.DataFrame  # fpr, tpr, threshold
+    pr: pd.DataFrame  # recall, precision
+    calibration: pd.DataFrame  # bin, lower, upper, count, mean_predicted, fraction_positive
+    confusion_pairs: pd.DataFrame  # actual, predicted: one row per region-scored test image
+    # The joined test rows plus predicted_region and predicted_fracture (at the threshold).
+    test: pd.DataFrame = field(repr=False)
+    selection_score: float = float("nan")  # on VAL: mean of region macro-F1 and fracture AUROC
+
+
+def _region_rows(frame: pd.DataFrame, sources: Sequence[str]) -> pd.DataFrame:
+    return frame[frame["region"].notna() & frame["label_source"].isin(sources)]
+
+
+def _fracture_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame["fracture"].notna()]
+
+
+def _mean_defined(*values: float) -> float:
+    defined = [v for v in values if not math.isnan(v)]
+    return float(np.mean(defined)) if defined else float("nan")
+
+
+def score(joined: pd.DataFrame, regions: Sequence[str], settings: Settings, name: str) -> Scores:
+    """Score one predictions table (already joined to its labels) on both heads."""
+    columns = predictions.region_columns(regions)
+    index = {r: i for i, r in enumerate(regions)}
+    val = joined[joined["split"] == "val"]
+    test = joined[joined["split"] == "test"].copy()
+    test["predicted_region"] = np.asarray(regions, dtype=object)[
+        test[columns].to_numpy().argmax(axis=1)
+    ]
+
+    region_test = _region_rows(test, settings.score_region_sources)
+    frac_test, frac_val = _fracture_rows(test), _fracture_rows(val)
+    if region_test.empty or frac_test.empty:
+        raise ValueError(
+            f"{name}: nothing to score: {len(region_test)} test images with a region labelled by "
+            f"{list(settings.score_region_sources)}, {len(frac_test)} with a fracture label"
+        )
+    region = metrics.region_scores(region_test["region"].map(index), region_test[columns])
+    confusion = region["confusion"]
+
+    y, p = frac_test["fracture"].astype(int), frac_test["p_fracture"]
+    point = metrics.choose_operating_point(
+        frac_val["fracture"].astype(int),
+        frac_val["p_fracture"],
+        settings.operating_point,
+        settings.target_sensitivity,
+    )
+    sensitivity, specificity = metrics.sensitivity_specificity(y, p, point.threshold)
+    ci = metrics.bootstrap_auroc_ci(y, p, settings.bootstrap, settings.seed)
+    calibration = metrics.calibration_bins(y, p, settings.calibration_bins)
+    by_region_rows = _region_rows(frac_test, settings.score_region_sources)
+    by_region = metrics.auroc_by_group(
+        by_region_rows["fracture"].astype(int),
+        by_region_rows["p_fracture"],
+        by_region_rows["region"],
+    )
+
+    region_val = _region_rows(val, settings.score_region_sources)
+    val_f1 = metrics.region_scores(region_val["region"].map(index), region_val[columns])["macro_f1"]
+    val_auroc = metrics.auroc(frac_val["fracture"].astype(int), frac_val["p_fracture"])
+
+    result = {
+        "region": {
+            "n": region["n"],
+            "n_by_source": {
+                s: int((region_test["label_source"] == s).sum())
+                for s in settings.score_region_sources
+            },
+            "accuracy": region["accuracy"],
+            "macro_f1": region["macro_f1"],
+            "kappa": region["kappa"],
+            "recall": dict(zip(regions, region["recall"], strict=True)),
+            "confusion": {
+                a: {b: int(confusion[i, j]) for j, b in enumerate(regions)}
+                for i, a in enumerate(regions)
+            },
+        },
+        "fracture": {
+            "n": int(y.size),
+            "n_positive": int(y.sum()),
+            "auroc": metrics.auroc(y, p),
+            "auroc_ci_low": ci.low,
+            "auroc_ci_high": ci.high,
+            "auroc_ci_resamples": ci.resamples_used,
+            "average_precision": metrics.average_precision(y, p),
+            "threshold": point.threshold,
+            "val_sensitivity": point.sensitivity,
+            "val_specificity": point.specificity,
+            "sensitivity": sensitivity,
+            "specificity": specificity,
+            "brier": metrics.brier(y, p),
+            "ece": metrics.expected_calibration_error(calibration),
+            "auroc_by_region": {r: by_region.get(r, float("nan")) for r in regions},
+        },
+        "selection": {"val_region_macro_f1": val_f1, "val_fracture_auroc": val_auroc},
+    }
+    test["predicted_fracture"] = (test["p_fracture"] >= point.threshold).astype(int)
+    return Scores(
+        name=name,
+        metrics=result,
+        roc=metrics.roc_points(y, p),
+        pr=metrics.pr_points(y, p),
+        calibration=calibration,
+        confusion_pairs=region_test[["region", "predicted_region"]].set_axis(
+            ["actual", "predicted"], axis=1
+        ),
+        test=test,
+        selection_score=_mean_defined(val_f1, val_auroc),
+    )
+
+
+def baseline_predictions(labels: pd.DataFrame, regions: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """Predictions tables of the majority and chance baselines for the val/test rows.
+
+    Fitted on TRAIN rows (not excluded) only, like the models; DummyClassifier ignores
+    the features, so a column of zeros stands in for them.
+    """
+    train = labels[(labels["split"] == "train") & (labels["label_source"] != "excluded")]
+    region_train = train[train["region"].notna()]
+    fracture_train = train[train["fracture"].notna()]
+    if region_train.empty or fracture_train.empty:
+        raise ValueError(
+            "labels: no train rows with a region and a fracture label to fit baselines on"
+        )
+    rows = labels[labels["split"].isin(("val", "test"))]
+    blank = np.zeros((len(rows), 1))
+    out = {}
+    for name, strategy in BASELINES.items():
+        region = DummyClassifier(strategy=strategy).fit(
+            np.zeros((len(region_train), 1)), region_train["region"].map(regions.index)
+        )
+        region_proba = np.zeros((len(rows), len(regions)))
+        region_proba[:, region.classes_] = region.predict_proba(blank)
+        fracture = DummyClassifier(strategy=strategy).fit(
+            np.zeros((len(fracture_train), 1)), fracture_train["fracture"].astype(int)
+        )
+        positive = list(fracture.classes_).index(1) if 1 in fracture.classes_ else None
+        fracture_proba = (
+            fracture.predict_proba(blank)[:, positive]
+            if positive is not None
+            else np.zeros(len(rows))
+        )
+        out[name] = predictions.to_frame(
+            rows["id"].tolist(), rows["split"].tolist(), region_proba, fracture_proba, regions
+        )
+    return out
+
+
+def evaluate_all(
+    labels: pd.DataFrame,
+    model_predictions: Mapping[str, pd.DataFrame],
+    regions: Sequence[str],
+    settings: Settings,
+) -> dict[str, Scores]:
+    """Scores of every model, then of the baselines, keyed by name (models first)."""
+    tables = {**model_predictions, **baseline_predictions(labels, list(regions))}
+    return {
+        name: score(attach_labels(labels, table, name), regions, settings, name)
+        for name, table in tables.items()
+    }
+
+
+def best_model(scores: Mapping[str, Scores], models: Sequence[str]) -> str:
+    """The model with the best VALIDATION selection score (never chosen on test)."""
+    ranked = [m for m in models if not math.isnan(scores[m].selection_score)]
+    return max(ranked, key=lambda m: scores[m].selection_score) if ranked else models[0]
+
+
+# ---------------------------------------------------------------- writing
+
+
+def rounded(value: Any) -> Any:
+    """Round floats to DECIMALS, NaN -> None (valid JSON, shown as '-' by dvc), recursively."""
+    if isinstance(value, Mapping):
+        return {str(k): rounded(v) for k, v in value.items()}
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else round(float(value), DECIMALS)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def compare_table(scores: Mapping[str, Scores]) -> dict[str, Any]:
+    """Flat '<model>.<metric>' keys, readable in `dvc metrics diff --md`."""
+    flat: dict[str, Any] = {}
+    for name, result in scores.items():
+        for key, (group, metric) in COMPARE_KEYS.items():
+            flat[f"{name}.{key}"] = result.metrics[group][metric]
+    any_result = next(iter(scores.values()))
+    flat["test_set.region_n"] = any_result.metrics["region"]["n"]
+    flat["test_set.fracture_n"] = any_result.metrics["fracture"]["n"]
+    flat["test_set.fracture_positive"] = any_result.metrics["fracture"]["n_positive"]
+    return rounded(flat)
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def write_metrics(
+    scores: Mapping[str, Scores], models: Sequence[str], metrics_dir: str | Path
+) -> None:
+    """metrics/<model>.json (nested) for each model and metrics/compare.json (flat)."""
+    metrics_dir = Path(metrics_dir)
+    for model in models:
+        _write_json(metrics_dir / f"{model}.json", rounded(scores[model].metrics))
+    _write_json(metrics_dir / "compare.json", compare_table(scores))
+
+
+PLOT_KINDS = ("roc", "pr", "calibration", "confusion", "region_recall")
+
+
+def write_plots(scores: Mapping[str, Scores], models: Sequence[str], plots_dir: str | Path) -> None:
+    """One CSV per model and kind under plots_dir/<kind>/<model>.csv, for `dvc plots`.
+
+    One file per model because DVC's templates tell series apart by file and revision,
+    not by a column; the confusion CSVs hold one (actual, predicted) row per image, since
+    DVC's confusion template counts rows.
+    """
+    plots_dir = Path(plots_dir)
+    for kind in PLOT_KINDS:
+        shutil.rmtree(plots_dir / kind, ignore_errors=True)  # no stale files of removed models
+        (plots_dir / kind).mkdir(parents=True)
+    for model in models:
+        result = scores[model]
+        recall = result.metrics["region"]["recall"]
+        tables = {
+            "roc": result.roc[["fpr", "tpr", "threshold"]],
+            "pr": result.pr[["recall", "precision"]],
+            "calibration": result.calibration[
+                ["bin", "mean_predicted", "fraction_positive", "count"]
+            ],
+            "confusion": result.confusion_pairs,
+            "region_recall": pd.DataFrame(
+                {"region": list(recall), "recall": list(recall.values())}
+            ),
+        }
+        for kind, table in tables.items():
+            table.round(DECIMALS).to_csv(plots_dir / kind / f"{model}.csv", index=False)

@@ -1,0 +1,145 @@
+"""Random forest baseline: one RandomForestClassifier per head on the feature vectors.
+
+Both heads are searched with RandomizedSearchCV over params.yaml rf.distributions, with
+StratifiedKFold on the train split (already grouped by near-duplicate and patient, so plain
+stratified folds do not leak). The region forest fits every labelled training row; the
+fracture forest only those whose fracture label is known. With the same seed and the same
+distributions both searches draw the same candidates, so one trials table holds both.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.model_selection import RandomizedSearchCV, StratifiedKFold
+
+from bonexray import predictions
+from bonexray.models.examples import Examples, load_examples
+from bonexray.params import section
+from bonexray.taxonomy import Taxonomy
+
+HEADS = ("region", "fracture")
+CLASS_WEIGHTS = {"balanced": "balanced", "balanced_subsample": "balanced_subsample", "none": None}
+
+
+def head_rows(train: Examples, head: str) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) for one head: fracture keeps only rows with a known label."""
+    if head == "region":
+        return train.features, train.region
+    known = ~np.isnan(train.fracture)
+    return train.features[known], train.fracture[known].astype(np.int64)
+
+
+def make_search(rf: Mapping[str, Any], seed: int) -> RandomizedSearchCV:
+    if rf["class_weight"] not in CLASS_WEIGHTS:
+        raise ValueError(
+            f"params.yaml rf.class_weight: {rf['class_weight']!r} not in {sorted(CLASS_WEIGHTS)}"
+        )
+    forest = RandomForestClassifier(
+        class_weight=CLASS_WEIGHTS[rf["class_weight"]], random_state=seed, n_jobs=1
+    )
+    return RandomizedSearchCV(
+        forest,
+        param_distributions=dict(rf["distributions"]),
+        n_iter=int(rf["n_iter"]),
+        scoring=rf["scoring"],
+        cv=StratifiedKFold(n_splits=int(rf["cv"]), shuffle=True, random_state=seed),
+        random_state=seed,
+        n_jobs=int(rf["n_jobs"]),
+        refit=True,
+    )
+
+
+def fit_forests(train: Examples, rf: Mapping[str, Any], seed: int) -> dict[str, RandomizedSearchCV]:
+    """Search and refit one forest per head."""
+    searches = {}
+    for head in HEADS:
+        x, y = head_rows(train, head)
+        if len(np.unique(y)) < 2:
+            raise ValueError(f"rf {head}: the training rows hold fewer than two classes")
+        searches[head] = make_search(rf, seed).fit(x, y)
+    return searches
+
+
+def trials_table(searches: Mapping[str, RandomizedSearchCV]) -> pd.DataFrame:
+    """One row per candidate: trial, its parameters, and each head's CV score (higher=better)."""
+    candidates = searches["region"].cv_results_["params"]
+    if any(s.cv_results_["params"] != candidates for s in searches.values()):
+        raise RuntimeError("rf: the heads' searches drew different candidates")
+    table = pd.DataFrame({"trial": range(len(candidates))})
+    for name in candidates[0]:
+        # object dtype: keeps 8 an int next to None instead of 8.0 next to NaN
+        table[name] = pd.Series([_json_value(c[name]) for c in candidates], dtype=object)
+    for head, search in searches.items():
+        results = search.cv_results_
+        table[f"{head}_score"] = results["mean_test_score"]
+        table[f"{head}_score_std"] = results["std_test_score"]
+        table[f"{head}_rank"] = results["rank_test_score"]
+    return table
+
+
+def predict_frame(
+    searches: Mapping[str, RandomizedSearchCV], examples: Examples, regions: Sequence[str]
+) -> pd.DataFrame:
+    """The predictions table; regions absent from training get probability 0."""
+    region_model, fracture_model = searches["region"], searches["fracture"]
+    region = np.zeros((len(examples), len(regions)))
+    region[:, region_model.classes_] = region_model.predict_proba(examples.features)
+    positive = list(fracture_model.classes_).index(1)
+    fracture = fracture_model.predict_proba(examples.features)[:, positive]
+    return predictions.to_frame(examples.ids, examples.split, region, fracture, regions)
+
+
+def train_rf(
+    params: Mapping[str, Any],
+    labels_path: str | Path,
+    vectors_dir: str | Path,
+    model_dir: str | Path,
+    predictions_path: str | Path,
+    metrics_path: str | Path,
+    trials_path: str | Path,
+) -> dict[str, Any]:
+    """Search both forests, save them, predict val and test; return the metrics written."""
+    rf = section(params, "rf")
+    seed = int(section(params, "seed"))
+    regions = Taxonomy.from_params(params).regions
+    examples = load_examples(labels_path, vectors_dir, regions)
+    train = examples.labelled("train")
+
+    started = time.perf_counter()
+    searches = fit_forests(train, rf, seed)
+    print(f"rf: search took {time.perf_counter() - started:.1f} s")
+
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    for head, search in searches.items():
+        joblib.dump(search.best_estimator_, model_dir / f"{head}.joblib")
+    table = trials_table(searches)
+    table.to_csv(model_dir / "trials.csv", index=False)
+    Path(trials_path).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(trials_path, index=False)
+    predictions.write(predict_frame(searches, examples.to_predict(), regions), predictions_path)
+
+    metrics: dict[str, Any] = {"n_iter": int(rf["n_iter"]), "cv": int(rf["cv"])}
+    for head, search in searches.items():
+        metrics[head] = {
+            f"best_cv_{rf['scoring']}": float(search.best_score_),
+            "best_params": {k: _json_value(v) for k, v in search.best_params_.items()},
+            "n_train": len(head_rows(train, head)[1]),
+        }
+    Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(metrics_path).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return metrics
+
+
+def _json_value(value: Any) -> Any:
+    """None (e.g. max_depth: null) as the string "none", which dvc metrics can show."""
+    return "none" if value is None else value

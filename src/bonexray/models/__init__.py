@@ -1,0 +1,1 @@
+"""The model families: Keras networks (searched or fixed) and their search spaces."""

@@ -1,0 +1,98 @@
+"""Images joined to their labels, and which rows each model fits, selects on and predicts.
+
+Labels (artifacts/labels.parquet) are joined by id to per-image arrays in a shard directory:
+the wavelet bands for the networks, the feature vectors for the forest. The sample fits in
+memory, so `load_examples` reads it eagerly; streaming from the ShardReader later would
+change this module and training.make_dataset only.
+
+- fitting: the train split, rows whose region is known (label_source != "excluded");
+- early stopping and model selection: the same rows of the val split;
+- predictions: every val and test image, labelled or not (evaluate filters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bonexray.shards import ShardReader
+
+LABEL_COLUMNS = ("id", "split", "region", "label_source", "fracture")
+PREDICTED_SPLITS = ("val", "test")
+
+
+@dataclass(frozen=True)
+class Examples:
+    """Images and their labels, aligned row by row."""
+
+    ids: np.ndarray  # str
+    split: np.ndarray  # "train" | "val" | "test"
+    label_source: np.ndarray
+    region: np.ndarray  # int64 class index in taxonomy order, -1 when unknown
+    fracture: np.ndarray  # float32 1/0, NaN when unknown
+    features: np.ndarray  # (n, *item_shape) float32
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, mask: np.ndarray) -> Examples:
+        return Examples(
+            self.ids[mask],
+            self.split[mask],
+            self.label_source[mask],
+            self.region[mask],
+            self.fracture[mask],
+            self.features[mask],
+        )
+
+    def labelled(self, split: str) -> Examples:
+        """Rows of ``split`` that can be fitted or scored: region known, not excluded."""
+        keep = (self.split == split) & (self.label_source != "excluded") & (self.region >= 0)
+        return self.subset(keep)
+
+    def to_predict(self) -> Examples:
+        return self.subset(np.isin(self.split, PREDICTED_SPLITS))
+
+
+def read_labels(path: str | Path, regions: Sequence[str]) -> pd.DataFrame:
+    """Read labels.parquet, checking its columns and that its regions are in the taxonomy."""
+    labels = pd.read_parquet(path)
+    missing = set(LABEL_COLUMNS) - set(labels.columns)
+    if missing:
+        raise ValueError(f"{path}: missing columns {sorted(missing)}")
+    if labels["id"].duplicated().any():
+        first = labels["id"][labels["id"].duplicated()].iloc[0]
+        raise ValueError(f"{path}: duplicate ids, e.g. {first}")
+    unknown = set(labels["region"].dropna()) - set(regions)
+    if unknown:
+        raise ValueError(f"{path}: regions {sorted(unknown)} are not in taxonomy.regions")
+    return labels
+
+
+def load_examples(
+    labels_path: str | Path, features_dir: str | Path, regions: Sequence[str]
+) -> Examples:
+    """Join labels.parquet to the arrays of a shard directory by image id."""
+    labels = read_labels(labels_path, regions)
+    reader = ShardReader(features_dir)
+    absent = set(labels["id"]) - set(reader.index["id"])
+    if absent:
+        raise ValueError(
+            f"{features_dir}: {len(absent)} ids of {labels_path} have no features, "
+            f"e.g. {sorted(absent)[0]}"
+        )
+    index = {region: i for i, region in enumerate(regions)}
+    region = labels["region"].map(index).fillna(-1).astype("int64").to_numpy()
+    fracture = labels["fracture"].astype("Float32").to_numpy(dtype="float32", na_value=np.nan)
+    return Examples(
+        ids=labels["id"].astype(str).to_numpy(),
+        split=labels["split"].astype(str).to_numpy(),
+        label_source=labels["label_source"].astype(str).to_numpy(),
+        region=region,
+        fracture=fracture,
+        features=reader.take_ids(labels["id"]),
+    )

@@ -1,0 +1,171 @@
+"""The Keras networks: conv blocks, an optional bidirectional LSTM, two heads.
+
+One builder serves all three Keras models: `cnn_rnn_nas` (recurrent part on, searched),
+`cnn_nas` (global average pooling instead, searched) and `cnn` (fixed values, no search).
+Every network has two outputs, named "region" (softmax over the taxonomy's regions) and
+"fracture" (sigmoid), returned as a dict so that per-output targets and sample weights are
+matched by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import keras
+import keras_tuner as kt
+
+from bonexray.models.space import declare
+
+CONV_KEYS = (
+    "conv_blocks",
+    "filters",
+    "kernel_size",
+    "pool_every_block",
+    "batchnorm",
+    "dropout",
+    "dense_units",
+    "learning_rate",
+)
+RNN_KEYS = ("lstm_units", "lstm_layers", "scan")
+SCANS = ("rows", "rows_columns")
+HEADS = ("region", "fracture")
+
+
+def _check_keys(values: Mapping[str, Any], rnn: bool, where: str) -> None:
+    expected = set(CONV_KEYS) | (set(RNN_KEYS) if rnn else set())
+    missing = expected - set(values)
+    unused = set(values) - expected
+    if missing:
+        raise ValueError(f"params.yaml {where}: missing {sorted(missing)}")
+    if unused:
+        # An unused key would still be searched by the tuner, wasting trials.
+        raise ValueError(f"params.yaml {where}: keys not used by this model {sorted(unused)}")
+    if rnn and values["scan"] not in SCANS:
+        raise ValueError(f"params.yaml {where}.scan: {values['scan']!r} is not one of {SCANS}")
+
+
+def _conv_blocks(x: keras.KerasTensor, v: Mapping[str, Any]) -> keras.KerasTensor:
+    for block in range(v["conv_blocks"]):
+        x = keras.layers.Conv2D(
+            v["filters"] * 2**block,
+            v["kernel_size"],
+            padding="same",
+            use_bias=not v["batchnorm"],  # batchnorm's shift replaces the bias
+            name=f"conv{block + 1}",
+        )(x)
+        if v["batchnorm"]:
+            x = keras.layers.BatchNormalization(name=f"bn{block + 1}")(x)
+        x = keras.layers.Activation("relu", name=f"relu{block + 1}")(x)
+        last = block == v["conv_blocks"] - 1
+        # Never pool below 2x2: the recurrent part needs a real sequence to read.
+        if (v["pool_every_block"] or last) and min(x.shape[1], x.shape[2]) >= 4:
+            x = keras.layers.MaxPooling2D(2, name=f"pool{block + 1}")(x)
+        x = keras.layers.Dropout(v["dropout"], name=f"dropout{block + 1}")(x)
+    return x
+
+
+def _bidirectional(seq: keras.KerasTensor, units: int, layers: int, name: str):
+    for i in range(layers):
+        seq = keras.layers.Bidirectional(
+            keras.layers.LSTM(units, return_sequences=i < layers - 1),
+            name=f"{name}_bilstm{i + 1}",
+        )(seq)
+    return seq
+
+
+def _recurrent(x: keras.KerasTensor, v: Mapping[str, Any]) -> keras.KerasTensor:
+    """Read the feature map as sequences: its H' rows (and optionally its W' columns)."""
+    height, width, channels = x.shape[1:]
+    if height < 2 or (v["scan"] == "rows_columns" and width < 2):
+        raise ValueError(
+            f"feature map {height}x{width} is too small for a recurrent scan "
+            "(an LSTM over a sequence of length 1 learns nothing sequential); "
+            "use larger inputs or fewer conv blocks"
+        )
+    rows = keras.layers.Reshape((height, width * channels), name="rows")(x)
+    outputs = [_bidirectional(rows, v["lstm_units"], v["lstm_layers"], "rows")]
+    if v["scan"] == "rows_columns":
+        columns = keras.layers.Permute((2, 1, 3), name="transpose")(x)
+        columns = keras.layers.Reshape((width, height * channels), name="columns")(columns)
+        outputs.append(_bidirectional(columns, v["lstm_units"], v["lstm_layers"], "columns"))
+    if len(outputs) == 1:
+        return outputs[0]
+    return keras.layers.Concatenate(name="scans")(outputs)
+
+
+def build_network(
+    values: Mapping[str, Any],
+    input_shape: Sequence[int],
+    n_regions: int,
+    rnn: bool,
+    loss_weights: Mapping[str, float],
+    name: str = "bonexray",
+    where: str = "space",
+) -> keras.Model:
+    """Build and compile the two-headed network for one set of hyperparameter values."""
+    _check_keys(values, rnn, where)
+    if set(loss_weights) != set(HEADS):
+        raise ValueError(f"params.yaml train.loss_weights: expected keys {HEADS}")
+    inputs = keras.Input(shape=tuple(input_shape), name="bands")
+    x = _conv_blocks(inputs, values)
+    x = _recurrent(x, values) if rnn else keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    x = keras.layers.Dense(values["dense_units"], activation="relu", name="dense")(x)
+    x = keras.layers.Dropout(values["dropout"], name="dropout_dense")(x)
+    outputs = {
+        "region": keras.layers.Dense(n_regions, activation="softmax", name="region")(x),
+        "fracture": keras.layers.Dense(1, activation="sigmoid", name="fracture")(x),
+    }
+    model = keras.Model(inputs, outputs, name=name)
+    model.compile(
+        optimizer=keras.optimizers.Adam(values["learning_rate"]),
+        loss={
+            "region": keras.losses.SparseCategoricalCrossentropy(),
+            "fracture": keras.losses.BinaryCrossentropy(),
+        },
+        loss_weights={head: float(loss_weights[head]) for head in HEADS},
+        # Weighted, so rows with an unknown fracture label (weight 0) are left out of
+        # the fracture metrics too, as they are of its loss. With train.class_weight
+        # "balanced" the weighted region accuracy is the balanced accuracy (mean recall);
+        # AUC is unchanged by per-class weights.
+        weighted_metrics={
+            "region": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            "fracture": [keras.metrics.AUC(name="auc")],
+        },
+    )
+    return model
+
+
+class BoneHyperModel(kt.HyperModel):
+    """A Keras Tuner hypermodel over one params.yaml space (or fixed values)."""
+
+    def __init__(
+        self,
+        space: Mapping[str, Any],
+        input_shape: Sequence[int],
+        n_regions: int,
+        rnn: bool,
+        loss_weights: Mapping[str, float],
+        name: str = "bonexray",
+        where: str = "space",
+    ) -> None:
+        super().__init__(name=name)
+        self.space = dict(space)
+        self.input_shape = tuple(input_shape)
+        self.n_regions = n_regions
+        self.rnn = rnn
+        self.loss_weights = dict(loss_weights)
+        self.where = where
+        _check_keys(self.space, rnn, where)
+
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
+        values = declare(hp, self.space, self.where)
+        return build_network(
+            values,
+            self.input_shape,
+            self.n_regions,
+            self.rnn,
+            self.loss_weights,
+            name=self.name,
+            where=self.where,
+        )

@@ -1,0 +1,145 @@
+"""Census over the bad-input corpus: every file is a row, nothing crashes, bytes reproducible."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import runpy
+import warnings
+from pathlib import Path
+
+import badfiles
+import pandas as pd
+import pytest
+
+from bonexray import census, imaging
+from bonexray.sources import SourceConfigError, SourceWarning
+
+STAGE = Path(__file__).resolve().parents[1] / "stages" / "census.py"
+
+
+def census_params(workers: int = 1, **sources) -> dict:
+    return {
+        "sources": sources or {"bad": {"kind": "folder", "path": "data/bad"}},
+        "census": {"workers": workers, "phash_size": 8, "draft_size": 32},
+        "decode": {"max_image_pixels": 89478485},
+    }
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> tuple[Path, dict[str, badfiles.BadFile]]:
+    """A repository root with data/bad (a folder source) and stray files no source claims."""
+    root = tmp_path_factory.mktemp("repo")
+    expected = badfiles.build(root / "data" / "bad")
+    badfiles.tiny_png(root / "data" / "stray" / "x.png")
+    (root / "data" / "notes.md").write_text("unclaimed\n")
+    return root, expected
+
+
+@pytest.fixture(scope="module")
+def table(repo) -> pd.DataFrame:
+    root, _ = repo
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        return census.run(census_params(workers=2))
+
+
+def test_every_file_is_a_row(repo, table):
+    root, _ = repo
+    on_disk = [f"data/{rel}" for rel in badfiles.regular_entries(root / "data")]
+    assert table["id"].tolist() == on_disk  # sorted, one row per file, ids repo-relative
+    assert table["id"].is_unique and (table["path"] == table["id"]).all()
+    assert list(table.columns) == list(census.COLUMNS)
+
+
+def test_statuses_match_the_corpus(repo, table):
+    _, expected = repo
+    rows = table.set_index("id")
+    for name, bad in expected.items():
+        if name == "folder.jpg" or (bad.root_only_differs and os.geteuid() == 0):
+            continue  # a directory is not a file; root ignores chmod 000
+        row = rows.loc[f"data/bad/{name}"]
+        assert row["status"] == bad.status, (name, row["reason"])
+        assert bad.reason.lower() in row["reason"].lower(), name
+        assert row["source"] == "bad" and row["role"] == "image"
+        assert pd.isna(row["phash"]) == (bad.status not in imaging.USABLE), name
+    assert rows.loc["data/bad/truncated.jpg", "truncated"]
+    assert (
+        rows.loc["data/bad/good.jpg", "sha256"]
+        == hashlib.sha256((repo[0] / "data/bad/good.jpg").read_bytes()).hexdigest()
+    )
+    assert pd.isna(rows.loc["data/bad/dangling.png", "sha256"])
+
+
+def test_unclaimed_files_are_unassigned(table):
+    stray = table[table["source"] == census.UNASSIGNED]
+    assert stray["id"].tolist() == ["data/notes.md", "data/stray/x.png"]
+    assert (stray["role"] == census.UNASSIGNED).all()
+    assert stray.set_index("id").loc["data/stray/x.png", "status"] == "ok"  # still probed
+
+
+def test_bytes_reproducible_and_independent_of_workers(repo, tmp_path):
+    root, _ = repo
+    digests = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        for workers in (1, 2, 1):
+            out = tmp_path / f"census_{len(digests)}.parquet"
+            census.write_outputs(census.run(census_params(workers)), out)
+            digests.append(hashlib.sha256(out.read_bytes()).hexdigest())
+    assert len(set(digests)) == 1
+
+
+def test_metrics_and_plot_add_up(table, tmp_path):
+    metrics = census.summarise(table)
+    assert metrics["files"] == len(table)
+    not_sidecar = (table["role"] != "sidecar").sum()
+    assert sum(metrics["image_status"].values()) == not_sidecar
+    assert set(metrics["image_status"]) == set(imaging.STATUSES)
+    assert metrics["unassigned"] == 2 and metrics["by_source"]["bad"]["files"] == len(
+        table[table["source"] == "bad"]
+    )
+    counts = census.group_counts(table)
+    assert list(counts.columns) == ["group", "count"]
+    assert counts["count"].sum() == metrics["images"]
+    census.write_outputs(table, tmp_path / "c.parquet", tmp_path / "m.json", tmp_path / "p.csv")
+    assert json.loads((tmp_path / "m.json").read_text()) == json.loads(json.dumps(metrics))
+    assert pd.read_csv(tmp_path / "p.csv").equals(counts)
+
+
+def test_listed_but_missing_files_are_rows(tmp_path, monkeypatch):
+    badfiles.build_fracatlas(tmp_path / "data" / "fa")
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SourceWarning)
+        table = census.run(census_params(fa={"kind": "fracatlas", "path": "data/fa"}))
+    rows = table.set_index("id")
+    missing = rows.loc["data/fa/images/Fractured/IMG04.jpg"]
+    assert missing["status"] == "missing" and "missing on disk" in missing["reason"]
+    assert missing["fracture"] == 1 and missing["region_raw"] == "leg"
+    unlisted = rows.loc["data/fa/images/Non_fractured/IMG99.jpg"]
+    assert unlisted["status"] == "ok" and "not listed" in unlisted["reason"]
+    assert len(table) == len(badfiles.regular_entries(tmp_path / "data")) + 1
+
+
+def test_overlapping_sources_refused(repo, monkeypatch):
+    monkeypatch.chdir(repo[0])
+    params = census_params(
+        whole={"kind": "folder", "path": "data"}, part={"kind": "folder", "path": "data/bad"}
+    )
+    with pytest.raises(SourceConfigError, match="sources 'whole' and 'part'"):
+        census.run(params)
+
+
+def test_stage_script(repo, tmp_path, monkeypatch):
+    root, _ = repo
+    params = tmp_path / "params.yaml"
+    params.write_text(json.dumps(census_params()))  # JSON is YAML
+    monkeypatch.chdir(root)
+    main = runpy.run_path(str(STAGE))["main"]
+    outs = [tmp_path / "census.parquet", tmp_path / "census.json", tmp_path / "counts.csv"]
+    argv = ["--out", outs[0], "--metrics", outs[1], "--plot", outs[2], "--params", params]
+    assert main([str(a) for a in argv]) == 0
+    assert len(pd.read_parquet(outs[0])) == len(badfiles.regular_entries(root / "data"))
+    assert json.loads(outs[1].read_text())["files"] > 0 and outs[2].read_text().startswith("group")

@@ -1,0 +1,264 @@
+"""evaluate end to end on fabricated labels, predictions, repair shards and DVCLive logs."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from bonexray import evaluate, metrics, predictions
+from bonexray.shards import ShardWriter
+
+REPO = Path(__file__).resolve().parents[1]
+REGIONS = ["hand", "elbow", "shoulder", "hip", "leg"]
+MODELS = ["cnn_rnn_nas", "cnn_nas", "cnn", "rf"]
+# How informative each fabricated model is (0 = noise).
+SKILL = {"cnn_rnn_nas": 3.0, "cnn_nas": 2.5, "cnn": 2.0, "rf": 0.0}
+PARAMS = {
+    "seed": 7,
+    "sources": {"clinic_a": {"kind": "folder", "path": "data/clinic_a"}},
+    "taxonomy": {"regions": REGIONS},
+    "models": {"cnn_rnn_nas": {}, "cnn_nas": {}, "cnn": {}},
+    "evaluate": {
+        "bootstrap": 200,
+        "operating_point": "youden",
+        "target_sensitivity": 0.9,
+        "calibration_bins": 10,
+        "report_examples": 12,
+        "score_region_sources": ["original", "synonym"],
+    },
+}
+
+
+def fabricate_labels(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    region = rng.choice(REGIONS, n, p=[0.4, 0.2, 0.15, 0.1, 0.15]).astype(object)
+    source = rng.choice(["original", "synonym", "model", "excluded"], n, p=[0.6, 0.2, 0.12, 0.08])
+    region[source == "excluded"] = None
+    fracture = pd.array(rng.random(n) < 0.4, dtype="Int8")
+    fracture[rng.random(n) < 0.05] = pd.NA
+    return pd.DataFrame(
+        {
+            "id": [f"data/clinic_a/img_{i:04d}.png" for i in range(n)],
+            "split": rng.choice(["train", "val", "test"], n, p=[0.6, 0.2, 0.2]),
+            "region": region,
+            "label_source": source,
+            "region_confidence": 1.0,
+            "fracture": fracture,
+            "excluded_reason": np.where(source == "excluded", "low confidence", None),
+        }
+    )
+
+
+def fabricate_predictions(labels: pd.DataFrame, skill: float, seed: int) -> pd.DataFrame:
+    """Val/test predictions whose logits lean towards the truth by ``skill``."""
+    rng = np.random.default_rng(seed)
+    rows = labels[labels["split"].isin(("val", "test"))]
+    truth = rows["region"].map({r: i for i, r in enumerate(REGIONS)}).fillna(0).astype(int)
+    logits = rng.normal(0, 1, (len(rows), len(REGIONS)))
+    logits[np.arange(len(rows)), truth] += skill
+    region_proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    fractured = rows["fracture"].fillna(0).astype(int).to_numpy()
+    fracture_proba = 1 / (1 + np.exp(-(skill * (fractured - 0.5) + rng.normal(0, 1, len(rows)))))
+    return predictions.to_frame(
+        rows["id"].tolist(), rows["split"].tolist(), region_proba, fracture_proba, REGIONS
+    )
+
+
+def fabricate_repo(root: Path) -> Path:
+    """A directory laid out like the pipeline's, with every input evaluate reads."""
+    labels = fabricate_labels()
+    (root / "artifacts" / "predictions").mkdir(parents=True)
+    labels.to_parquet(root / "artifacts" / "labels.parquet", index=False)
+    for i, model in enumerate(MODELS):
+        predictions.write(
+            fabricate_predictions(labels, SKILL[model], seed=i),
+            root / "artifacts" / "predictions" / f"{model}.parquet",
+        )
+    rng = np.random.default_rng(1)
+    with ShardWriter(root / "artifacts" / "repair", (32, 32), np.uint8, shard_size=128) as writer:
+        for item_id in labels["id"]:
+            writer.add(item_id, rng.integers(0, 256, (32, 32), dtype=np.uint8), status="ok")
+    from dvclive import Live  # real DVCLive output, as the Keras training stages write it
+
+    for model in ("cnn_rnn_nas", "cnn"):
+        with Live(root / "plots" / "train" / model, dvcyaml=None, save_dvc_exp=False) as live:
+            for epoch in range(3):
+                for name, value in {
+                    "train/loss": 1 / (epoch + 1),
+                    "eval/loss": 1.2 / (epoch + 1),
+                    "train/region_accuracy": 0.5 + epoch / 10,
+                }.items():
+                    live.log_metric(name, value)
+                live.next_step()
+    (root / "plots" / "trials").mkdir(parents=True)
+    pd.DataFrame({"trial": ["t0", "t1"], "filters": [16, 32], "val_loss": [0.9, 0.7]}).to_csv(
+        root / "plots" / "trials" / "cnn_rnn_nas.csv", index=False
+    )
+    (root / "params.yaml").write_text(yaml.safe_dump(PARAMS))
+    return root
+
+
+def settings(**overrides: object) -> evaluate.Settings:
+    params = {**PARAMS, "evaluate": {**PARAMS["evaluate"], **overrides}}
+    return evaluate.Settings.from_params(params)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    return fabricate_repo(tmp_path_factory.mktemp("evaluate"))
+
+
+@pytest.fixture(scope="module")
+def staged(repo: Path) -> Path:
+    """Run the stage script as dvc.yaml does."""
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "stages" / "evaluate.py"),
+            "--labels",
+            "artifacts/labels.parquet",
+            "--predictions",
+            "artifacts/predictions",
+            "--repair",
+            "artifacts/repair",
+            "--train-plots",
+            "plots/train",
+            "--trials",
+            "plots/trials",
+            "--metrics",
+            "metrics",
+            "--plots",
+            "plots/eval",
+            "--report",
+            "plots/report.html",
+        ],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
+    return repo
+
+
+def test_stage_writes_per_model_metrics_and_a_flat_compare_file(staged: Path):
+    for model in MODELS:
+        nested = json.loads((staged / "metrics" / f"{model}.json").read_text())
+        assert set(nested) == {"region", "fracture", "selection"}
+        assert set(nested["fracture"]["auroc_by_region"]) == set(REGIONS)
+    compare = json.loads((staged / "metrics" / "compare.json").read_text())
+    for name in [*MODELS, "baseline_majority", "baseline_chance"]:
+        for key in evaluate.COMPARE_KEYS:
+            assert f"{name}.{key}" in compare
+    assert all(not isinstance(v, dict) for v in compare.values())  # flat
+    floats = [v for v in compare.values() if isinstance(v, float)]
+    assert all(round(v, 4) == v for v in floats)
+
+
+def test_stage_writes_one_plot_csv_per_model_and_kind(staged: Path):
+    for kind in evaluate.PLOT_KINDS:
+        assert sorted(p.stem for p in (staged / "plots" / "eval" / kind).glob("*.csv")) == sorted(
+            MODELS
+        )
+    confusion = pd.read_csv(staged / "plots" / "eval" / "confusion" / "cnn.csv")
+    assert list(confusion.columns) == ["actual", "predicted"]
+    nested = json.loads((staged / "metrics" / "cnn.json").read_text())
+    assert len(confusion) == nested["region"]["n"]  # one row per scored image
+    roc = pd.read_csv(staged / "plots" / "eval" / "roc" / "cnn.csv")
+    assert list(roc.columns) == ["fpr", "tpr", "threshold"]
+    assert (staged / "plots" / "report.html").stat().st_size > 1_000_000  # plotly.js inline
+
+
+def test_informative_models_beat_the_baselines(staged: Path):
+    compare = json.loads((staged / "metrics" / "compare.json").read_text())
+    majority = compare["baseline_majority.region_accuracy"]
+    for model in ("cnn_rnn_nas", "cnn_nas", "cnn"):
+        assert compare[f"{model}.region_accuracy"] > majority + 0.15, model
+        assert compare[f"{model}.fracture_auroc"] > 0.7, model
+        assert compare[f"{model}.fracture_brier"] < compare["baseline_chance.fracture_brier"]
+    assert abs(compare["rf.fracture_auroc"] - 0.5) < 0.15  # the noise model is at chance
+
+
+def test_baselines_are_scored_by_the_same_code():
+    labels = fabricate_labels()
+    scores = evaluate.evaluate_all(labels, {}, REGIONS, settings())
+    train = labels[(labels["split"] == "train") & (labels["label_source"] != "excluded")]
+    test = labels[(labels["split"] == "test") & (labels["label_source"] != "excluded")]
+    scored = test[test["label_source"].isin(["original", "synonym"])]
+    majority_region = train["region"].value_counts().idxmax()
+    assert scores["baseline_majority"].metrics["region"]["accuracy"] == pytest.approx(
+        (scored["region"] == majority_region).mean()
+    )
+    chance = scores["baseline_chance"].metrics["fracture"]
+    assert chance["auroc"] == 0.5 and chance["auroc_ci_low"] == chance["auroc_ci_high"] == 0.5
+    prior = train["fracture"].dropna().astype(int).mean()
+    y = test["fracture"].dropna().astype(int)
+    assert chance["brier"] == pytest.approx(((prior - y) ** 2).mean())
+
+
+def test_model_assigned_regions_are_not_scored_unless_asked():
+    labels = fabricate_labels()
+    preds = {"cnn": fabricate_predictions(labels, 2.0, seed=0)}
+    test = labels[labels["split"] == "test"]
+    default = evaluate.evaluate_all(labels, preds, REGIONS, settings())["cnn"].metrics["region"]
+    assert default["n"] == test["label_source"].isin(["original", "synonym"]).sum()
+    assert "model" not in default["n_by_source"]
+    wider = evaluate.evaluate_all(
+        labels, preds, REGIONS, settings(score_region_sources=["original", "synonym", "model"])
+    )["cnn"].metrics["region"]
+    assert wider["n"] == default["n"] + (test["label_source"] == "model").sum()
+    with pytest.raises(ValueError, match="score_region_sources"):
+        settings(score_region_sources=["excluded"])
+
+
+def test_threshold_is_chosen_on_val_and_applied_to_test():
+    labels = fabricate_labels()
+    preds = fabricate_predictions(labels, 1.0, seed=3)
+    result = evaluate.evaluate_all(labels, {"cnn": preds}, REGIONS, settings())["cnn"]
+    joined = evaluate.attach_labels(labels, preds, "cnn")
+    val = joined[(joined["split"] == "val") & joined["fracture"].notna()]
+    test = joined[(joined["split"] == "test") & joined["fracture"].notna()]
+    chosen = metrics.choose_operating_point(
+        val["fracture"].astype(int), val["p_fracture"], "youden"
+    )
+    frac = result.metrics["fracture"]
+    assert frac["threshold"] == chosen.threshold
+    assert (frac["sensitivity"], frac["specificity"]) == metrics.sensitivity_specificity(
+        test["fracture"].astype(int), test["p_fracture"], chosen.threshold
+    )
+
+
+def test_missing_or_misplaced_predictions_are_errors_naming_the_model():
+    labels = fabricate_labels()
+    preds = fabricate_predictions(labels, 1.0, seed=0)
+    scored_test = labels[(labels["split"] == "test") & (labels["label_source"] != "excluded")]
+    with pytest.raises(ValueError, match=r"cnn: no prediction for 1 val/test images"):
+        evaluate.attach_labels(labels, preds[preds["id"] != scored_test["id"].iloc[0]], "cnn")
+    moved = preds.copy()
+    moved.loc[moved["split"] == "test", "split"] = "val"
+    with pytest.raises(ValueError, match="cnn: .* another split"):
+        evaluate.attach_labels(labels, moved, "cnn")
+    with pytest.raises(ValueError, match="not in labels"):
+        evaluate.attach_labels(labels[labels["id"] != preds["id"].iloc[0]], preds, "cnn")
+
+
+def test_labels_file_is_checked(tmp_path: Path):
+    labels = fabricate_labels(50)
+    labels.loc[0, "region"] = "skull"
+    labels.to_parquet(tmp_path / "labels.parquet")
+    with pytest.raises(ValueError, match=r"labels.parquet: unexpected region values \['skull'\]"):
+        evaluate.read_labels(tmp_path / "labels.parquet", REGIONS)
+
+
+def test_best_model_is_chosen_on_validation():
+    labels = fabricate_labels()
+    preds = {m: fabricate_predictions(labels, SKILL[m], seed=i) for i, m in enumerate(MODELS)}
+    scores = evaluate.evaluate_all(labels, preds, REGIONS, settings(bootstrap=10))
+    assert evaluate.best_model(scores, MODELS) == "cnn_rnn_nas"
+    assert not math.isnan(scores["rf"].selection_score)
