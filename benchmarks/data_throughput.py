@@ -28,10 +28,6 @@ from pathlib import Path
 
 from PIL import Image
 
-from bonexray import census
-from bonexray.params import load
-from bonexray.repair import repair
-
 DEFAULT_PATH = os.environ.get("BONEXRAY_FRACATLAS", "../shared/data/fracatlas")
 
 
@@ -77,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.path).is_dir():
         print(f"no data at {args.path} (set --path or BONEXRAY_FRACATLAS)", file=sys.stderr)
         return 2
+    # Imported here, not at the top: repair's spawned workers re-import this script, and
+    # should import what they would under stages/repair.py, not census and pandas.
+    from bonexray import census
+    from bonexray.params import load, section
+    from bonexray.repair import repair
 
     params = load(args.params)
     settings = census.Settings.from_params(params)
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             Path(out) / "quarantine.csv",
             size=int(repair_params["size"]),
             keep_aspect=bool(repair_params["keep_aspect"]),
-            max_image_pixels=repair_params["max_image_pixels"],
+            max_image_pixels=section(params, "decode.max_image_pixels"),
             shard_size=int(repair_params["shard_size"]),
             workers=workers,
         )

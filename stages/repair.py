@@ -8,11 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
-
-from bonexray import params as P
-from bonexray.repair import repair
-
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -33,6 +28,13 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> int:
+    # Imported here, not at the top: repair's spawned workers re-import this script, and
+    # need only bonexray.resize (numpy, PIL), not pandas/pyarrow (~0.5 s each to start).
+    import pandas as pd
+
+    from bonexray import params as P
+    from bonexray.repair import repair
+
     args = parse_args()
     params = P.load(args.params)
     options = P.section(params, "repair")

@@ -10,13 +10,19 @@ import warnings
 from pathlib import Path
 
 import badfiles
+import imagehash
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from bonexray import census, imaging
 from bonexray.sources import SourceConfigError, SourceWarning
 
 STAGE = Path(__file__).resolve().parents[1] / "stages" / "census.py"
+FRACATLAS = Path(
+    os.environ.get("BONEXRAY_FRACATLAS", STAGE.parents[1] / ".." / "shared/data/fracatlas")
+)
 
 
 def census_params(workers: int = 1, **sources) -> dict:
@@ -143,3 +149,42 @@ def test_stage_script(repo, tmp_path, monkeypatch):
     assert main([str(a) for a in argv]) == 0
     assert len(pd.read_parquet(outs[0])) == len(badfiles.regular_entries(root / "data"))
     assert json.loads(outs[1].read_text())["files"] > 0 and outs[2].read_text().startswith("group")
+
+
+def _bits_apart(a: str, b: str) -> int:
+    return bin(int(a, 16) ^ int(b, 16)).count("1")
+
+
+def test_perceptual_hash_groups_resized_copies_not_different_images():
+    rng = np.random.default_rng(3)
+    smooth = [
+        np.asarray(
+            Image.fromarray(rng.integers(0, 256, (12, 10), dtype=np.uint8)).resize(
+                (200, 240), Image.Resampling.BICUBIC
+            )
+        )
+        for _ in range(2)
+    ]
+    first, other = (census.perceptual_hash(image, 8) for image in smooth)
+    smaller = np.asarray(Image.fromarray(smooth[0]).resize((150, 180), Image.Resampling.LANCZOS))
+    assert len(first) == 16  # 64 bits, hex
+    assert _bits_apart(first, census.perceptual_hash(smaller, 8)) <= 6  # split's threshold
+    assert _bits_apart(first, other) > 12
+    # The float image of the same 8-bit picture hashes identically.
+    assert census.perceptual_hash(smooth[0] / np.float32(255), 8) == first
+
+
+@pytest.mark.fracatlas
+@pytest.mark.skipif(not (FRACATLAS / "images").is_dir(), reason="FracAtlas not available")
+def test_perceptual_hash_stays_close_to_full_resolution_phash():
+    """From the census's draft-scale decode, the hash is within ~1 bit of imagehash.phash
+    of the full-resolution image on real radiographs (mean over 40)."""
+    paths = sorted((FRACATLAS / "images").rglob("*.jpg"))[::100][:40]
+    apart = []
+    for path in paths:
+        full = imaging.decode(path).gray
+        draft = imaging.decode(path, draft=(128, 128)).gray
+        assert draft.shape[0] < full.shape[0]  # really decoded at a reduced scale
+        reference = str(imagehash.phash(Image.fromarray(full)))
+        apart.append(_bits_apart(census.perceptual_hash(draft, 8), reference))
+    assert np.mean(apart) <= 1.5 and max(apart) <= 6

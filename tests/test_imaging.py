@@ -61,6 +61,17 @@ def test_usable_means_an_array(decoded):
             assert got.array is None, name
 
 
+def test_gray_keeps_the_source_depth(decoded):
+    """8-bit sources stay uint8 (no conversion cost); array is the same image in [0, 1]."""
+    for name in ("good.png", "good.jpg", "palette.png"):
+        got = decoded[name]
+        assert got.gray.dtype == np.uint8, name
+        np.testing.assert_allclose(got.array, got.gray / 255, rtol=1e-6)
+        np.testing.assert_array_equal(imaging.to_uint8(got.array), got.gray)
+    deep = decoded["gray16.png"]
+    assert deep.gray.dtype == np.float32 and deep.array is deep.gray
+
+
 def test_exif_orientation_applied(decoded):
     got = decoded["exif_rotated.jpg"]
     assert (got.width, got.height) == (32, 64)  # stored 64 wide, displayed 32 wide

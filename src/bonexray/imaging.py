@@ -1,9 +1,10 @@
 """Decode any file that may or may not be a radiograph, without ever raising.
 
 `decode(path)` returns a `Decoded` record: a status from STATUSES, a human-readable reason,
-and (for usable files) a 2-D float32 grayscale array in [0, 1]. Census uses it to describe
-every file found; repair uses it to build the working images. Both get the same verdict for
-the same bytes, because there is exactly one decoder.
+and (for usable files) a 2-D grayscale image: `gray` at the source's own depth (uint8 for
+8-bit sources, float32 in [0, 1] otherwise) and `array`, always float32 in [0, 1]. Census
+uses it to describe every file found; repair uses it to build the working images. Both get
+the same verdict for the same bytes, because there is exactly one decoder.
 
 Conventions:
 - Grayscale: PIL's ITU-R 601-2 luma for colour images; DICOM after its modality and VOI
@@ -26,6 +27,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 
@@ -65,10 +67,14 @@ _SETTINGS_LOCK = threading.RLock()
 
 @dataclass(frozen=True, eq=False)
 class Decoded:
-    """What decode() found. `array` is None unless status is in USABLE.
+    """What decode() found. `gray` (and `array`) is None unless status is in USABLE.
+
+    `gray` is uint8 for 8-bit sources (the decoder's own values: no conversion cost, and
+    8-bit consumers such as the phash and repair's resize use it as is) and float32 in
+    [0, 1] for everything else (16-bit, DICOM), which keeps their precision.
 
     width/height are the full-resolution size after EXIF orientation, even when `draft`
-    made `array` smaller. filled_from_row counts rows of the file at full resolution, in
+    made the image smaller. filled_from_row counts rows of the file at full resolution, in
     stored (pre-EXIF) order; it can differ by one JPEG MCU row between draft scales when
     the cut falls inside detail that a reduced scale does not use. For DICOM, `mode` is
     the PhotometricInterpretation and `bit_depth` is BitsStored.
@@ -76,7 +82,7 @@ class Decoded:
 
     status: str
     reason: str
-    array: np.ndarray | None = None
+    gray: np.ndarray | None = None
     width: int | None = None
     height: int | None = None
     mode: str | None = None
@@ -89,10 +95,20 @@ class Decoded:
     def usable(self) -> bool:
         return self.status in USABLE
 
+    @cached_property
+    def array(self) -> np.ndarray | None:
+        """`gray` as float32 in [0, 1] (8-bit: value / 255), computed on first use."""
+        if self.gray is None or self.gray.dtype != np.uint8:
+            return self.gray
+        return np.multiply(self.gray, np.float32(1.0 / 255), dtype=np.float32)  # one pass
+
 
 def to_uint8(array: np.ndarray) -> np.ndarray:
-    """A [0, 1] float image as uint8 0..255 (rounded, clipped)."""
-    return np.clip(np.rint(np.asarray(array, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    """A [0, 1] float image as uint8 0..255 (rounded, clipped); uint8 is returned as is."""
+    array = np.asarray(array)
+    if array.dtype == np.uint8:
+        return array
+    return np.clip(np.rint(array.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
 def read_bytes(path: str | Path) -> bytes | Decoded:
@@ -134,7 +150,7 @@ def decode(
         the pipeline always passes a number). PIL's global setting is restored afterwards.
     draft: for JPEG, decode at the smallest 1/2, 1/4 or 1/8 scale that keeps at least this
         (width, height). The entropy-coded data is still read to the end, so truncation is
-        still detected; `array` is then smaller than width x height (which stay full-size,
+        still detected; the image is then smaller than width x height (which stay full-size,
         as does filled_from_row).
 
     Colour JPEGs are decoded to luma directly; other colour images via PIL's "L" conversion.
@@ -364,7 +380,7 @@ def _finish(
     return Decoded(
         status,
         reason,
-        _gray_to_float(gray),
+        _gray_pixels(gray),
         truncated=truncated,
         filled_from_row=None if fill_row is None else fill_row * scale,
         **meta,
@@ -389,17 +405,16 @@ def _to_gray(im: Image.Image) -> Image.Image:
     return gray
 
 
-def _gray_to_float(gray: Image.Image) -> np.ndarray:
+def _gray_pixels(gray: Image.Image) -> np.ndarray:
+    """Decoded.gray: uint8 as decoded for "L", float32 in [0, 1] for deeper modes."""
     arr = np.asarray(gray)
     if gray.mode == "L":
-        full_scale = 255
-    elif gray.mode.startswith("I;16") or (
+        return arr
+    if gray.mode.startswith("I;16") or (
         gray.mode == "I" and arr.size and arr.min() >= 0 and arr.max() <= 65535
-    ):
-        full_scale = 65535  # 16-bit data (PIL may widen it to 32-bit "I")
-    else:
-        return _stretch(arr)
-    return np.multiply(arr, np.float32(1.0 / full_scale), dtype=np.float32)  # one pass
+    ):  # 16-bit data (PIL may widen it to 32-bit "I")
+        return np.multiply(arr, np.float32(1.0 / 65535), dtype=np.float32)  # one pass
+    return _stretch(arr)
 
 
 def _looks_truncated(exc: BaseException) -> bool:

@@ -11,7 +11,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from itertools import repeat
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from bonexray import imaging
-from bonexray.resize import PAD_VALUE, RESAMPLE_NAME, to_working
+from bonexray.resize import PAD_VALUE, RESAMPLE_NAME, Working, load_working
 from bonexray.shards import ShardWriter
 
 QUARANTINE_COLUMNS = ["id", "path", "source", "status", "reason"]
@@ -36,62 +36,28 @@ INDEX_DTYPES = {
     "orig_height": "int64",
     "pixel_sha256": "string",
 }
-# Decode at no less than this multiple of the working size where the format can decode
-# smaller (JPEG DCT scaling): several times faster on large radiographs, and the LANCZOS
-# downscale that follows still has 2x oversampling to anti-alias from.
-DRAFT_OVERSAMPLING = 2
-# A spawned worker costs about a second of CPU to start (imports): the time one process
-# needs to repair ~500 small radiographs. Below that, one process is faster.
-MIN_IMAGES_FOR_POOL = 500
+# A spawned worker takes ~0.2 s to start (it imports numpy, PIL and the decoder, plus the
+# calling script's top-level imports: keep those light). Below ~600 small radiographs one
+# process is as fast as two.
+MIN_IMAGES_FOR_POOL = 600
+# Files per task sent to a worker: large enough that inter-process traffic is a small
+# share of the work, small enough to keep both workers busy to the end.
+CHUNK_SIZE = 16
 
 
-@dataclass(frozen=True)
-class Working:
-    """One file at the working size, or why it has none."""
-
-    decoded: imaging.Decoded
-    pixels: np.ndarray | None  # (size, size) uint8; None when the file is not usable
-
-
-def load_working(
-    path: str | Path, size: int, keep_aspect: bool, max_image_pixels: int | None
-) -> Working:
-    """Decode one file and bring it to the working size; never raises for a bad file."""
-    decoded = imaging.decode(
-        path,
-        max_image_pixels=max_image_pixels,
-        draft=(DRAFT_OVERSAMPLING * size, DRAFT_OVERSAMPLING * size),
-    )
-    if decoded.status not in imaging.USABLE:
-        return Working(decoded, None)
-    return Working(decoded, to_working(decoded.array, size, keep_aspect))
-
-
-def _repair_one(task: tuple[str, int, bool, int | None]) -> dict[str, Any]:
-    """Worker: one path -> a small picklable record (pixels included when usable)."""
-    path, size, keep_aspect, max_image_pixels = task
-    working = load_working(path, size, keep_aspect, max_image_pixels)
-    d, pixels = working.decoded, working.pixels
-    return {
-        "status": d.status,
-        "reason": d.reason,
-        "pixels": pixels,
-        "pixel_sha256": None if pixels is None else hashlib.sha256(pixels.tobytes()).hexdigest(),
-        "filled_from_row": d.filled_from_row,
-        "width": d.width,
-        "height": d.height,
-    }
-
-
-def _results(tasks: list[tuple], workers: int) -> Iterator[dict[str, Any]]:
-    """Records in task order, from a process pool when workers > 1 and it pays off."""
-    if workers <= 1 or len(tasks) < MIN_IMAGES_FOR_POOL:
-        yield from map(_repair_one, tasks)
+def _results(
+    paths: list[str], size: int, keep_aspect: bool, max_image_pixels: int | None, workers: int
+) -> Iterator[Working]:
+    """load_working() of each path, in order; in a process pool when workers > 1 and it pays."""
+    args = (paths, repeat(size), repeat(keep_aspect), repeat(max_image_pixels))
+    if workers <= 1 or len(paths) < MIN_IMAGES_FOR_POOL:
+        yield from map(load_working, *args)
         return
     # "spawn": forking a parent that already runs pyarrow's threads can deadlock a child.
+    # The worker function lives in bonexray.resize, which imports no pandas/pyarrow.
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         # Order-preserving map: output is identical whatever the worker count.
-        yield from pool.map(_repair_one, tasks, chunksize=8)
+        yield from pool.map(load_working, *args, chunksize=CHUNK_SIZE)
 
 
 def repair(
@@ -122,7 +88,7 @@ def repair(
         census_usable = census_usable.to_numpy()
     else:
         census_usable = None
-    tasks = [(str(Path(root) / p), size, keep_aspect, max_image_pixels) for p in images["path"]]
+    paths = [str(Path(root) / p) for p in images["path"]]
 
     writer = ShardWriter(
         out_dir,
@@ -143,11 +109,15 @@ def repair(
     zero_filled_rows = 0
     changed_since_census = 0
     progress = tqdm(
-        _results(tasks, workers), total=len(tasks), desc="repair", unit="img", disable=None
+        _results(paths, size, keep_aspect, max_image_pixels, workers),
+        total=len(paths),
+        desc="repair",
+        unit="img",
+        disable=None,
     )
     for k, (item, record) in enumerate(zip(images.itertuples(index=False), progress, strict=True)):
-        decode_status[record["status"]] += 1
-        usable = record["pixels"] is not None
+        decode_status[record.status] += 1
+        usable = record.pixels is not None
         if census_usable is not None and usable != census_usable[k]:
             changed_since_census += 1
         if not usable:
@@ -156,26 +126,26 @@ def repair(
                     "id": item.id,
                     "path": item.path,
                     "source": item.source,
-                    "status": record["status"],
-                    "reason": record["reason"],
+                    "status": record.status,
+                    "reason": record.reason,
                 }
             )
             continue
         # "truncated" = rows zero-filled from filled_from_row on; a cut progressive JPEG
         # is "truncated" too but has every row (coarser), so filled_from_row is None.
-        filled = record["filled_from_row"]
+        filled = record.filled_from_row
         if filled is not None:
-            zero_filled_rows += record["height"] - filled
-        kept_status[item.id] = "repaired" if record["status"] == "truncated" else "ok"
+            zero_filled_rows += record.height - filled
+        kept_status[item.id] = "repaired" if record.status == "truncated" else "ok"
         writer.add(
             item.id,
-            record["pixels"],
+            record.pixels,
             source=item.source,
             status=kept_status[item.id],
             filled_from_row=filled,
-            orig_width=record["width"],
-            orig_height=record["height"],
-            pixel_sha256=record["pixel_sha256"],
+            orig_width=record.width,
+            orig_height=record.height,
+            pixel_sha256=hashlib.sha256(record.pixels.tobytes()).hexdigest(),
         )
 
     # Every census image in exactly one of the two outputs, checked before either is written.
