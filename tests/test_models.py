@@ -83,6 +83,13 @@ def test_space_keys_are_checked():
         build(TINY_RNN, rnn=False)  # lstm keys would be searched for nothing
 
 
+def test_a_searched_scan_is_checked_option_by_option():
+    searched = {**TINY_RNN, "scan": ["rows", "rows_columns"]}
+    assert build(searched, rnn=True).get_layer("rows") is not None
+    with pytest.raises(ValueError, match="diagonal"):
+        build({**TINY_RNN, "scan": ["rows", "diagonal"]}, rnn=True)
+
+
 def test_examples_join_features_by_id(sample, tmp_path):
     examples = load_examples(sample["labels"], sample["bands"], REGIONS)
     labels = pd.read_parquet(sample["labels"])

@@ -41,8 +41,13 @@ def _check_keys(values: Mapping[str, Any], rnn: bool, where: str) -> None:
     if unused:
         # An unused key would still be searched by the tuner, wasting trials.
         raise ValueError(f"params.yaml {where}: keys not used by this model {sorted(unused)}")
-    if rnn and values["scan"] not in SCANS:
-        raise ValueError(f"params.yaml {where}.scan: {values['scan']!r} is not one of {SCANS}")
+    if rnn:
+        # A space lists the scans to choose among; fixed values name one.
+        scan = values["scan"]
+        options = list(scan) if isinstance(scan, list | tuple) else [scan]
+        unknown = [option for option in options if option not in SCANS]
+        if unknown:
+            raise ValueError(f"params.yaml {where}.scan: {unknown} not in {SCANS}")
 
 
 def _conv_blocks(x: keras.KerasTensor, v: Mapping[str, Any]) -> keras.KerasTensor:
