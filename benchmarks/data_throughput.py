@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             table,
             Path(out) / "repair",
             Path(out) / "quarantine.csv",
-            size=int(repair_params["size"]),
+            size=int(repair_params["image_size"]),
             keep_aspect=bool(repair_params["keep_aspect"]),
             max_image_pixels=section(params, "decode.max_image_pixels"),
             shard_size=int(repair_params["shard_size"]),

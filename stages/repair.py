@@ -43,7 +43,7 @@ def main() -> int:
         pd.read_parquet(args.census),
         args.out,
         args.quarantine,
-        size=int(options["size"]),
+        size=int(options["image_size"]),
         keep_aspect=bool(options["keep_aspect"]),
         max_image_pixels=P.section(params, "decode.max_image_pixels"),
         shard_size=int(options["shard_size"]),

@@ -143,7 +143,7 @@ def test_model_stage_is_repeatable(reproduced):
 @pytest.mark.parametrize(
     ("key", "value", "expected", "untouched"),
     [
-        ("repair.size", 64, {"repair"}, {"census"}),
+        ("repair.image_size", 64, {"repair"}, {"census"}),
         ("features.wavelet", "db2", {"features"}, {"census", "repair", "split", "relabel"}),
         ("models.cnn.epochs", 2, {"train@cnn"}, {"train@cnn_nas", "train@cnn_rnn_nas", "train_rf"}),
         ("relabel.confidence_threshold", 0.95, {"relabel"}, {"features", "split"}),
