@@ -80,7 +80,16 @@ def test_space_keys_are_checked():
     with pytest.raises(ValueError, match="missing"):
         build({k: v for k, v in TINY_RNN.items() if k != "lstm_units"}, rnn=True)
     with pytest.raises(ValueError, match="not used"):
-        build(TINY_RNN, rnn=False)  # lstm keys would be searched for nothing
+        build({**TINY_RNN, "pooling": "max"}, rnn=False)  # lstm keys: searched for nothing
+
+
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+def test_pooled_networks_summarise_the_map_as_asked(pooling):
+    layer = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}
+    model = build({**TINY_CONV, "pooling": pooling}, rnn=False)
+    assert sum(isinstance(x, layer[pooling]) for x in model.layers) == 1
+    with pytest.raises(ValueError, match="median"):
+        build({**TINY_CONV, "pooling": ["max", "median"]}, rnn=False)
 
 
 def test_a_searched_scan_is_checked_option_by_option():

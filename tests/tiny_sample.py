@@ -105,7 +105,7 @@ def params(**models: dict) -> dict:
     }
 
 
-TINY_CONV = {
+TINY_LAYERS = {  # what the recurrent and the pooled networks share
     "conv_blocks": 2,
     "filters": 4,
     "kernel_size": 3,
@@ -115,4 +115,5 @@ TINY_CONV = {
     "dense_units": 8,
     "learning_rate": 0.01,
 }
-TINY_RNN = {**TINY_CONV, "lstm_units": 4, "lstm_layers": 1, "scan": "rows"}
+TINY_CONV = {**TINY_LAYERS, "pooling": "max"}
+TINY_RNN = {**TINY_LAYERS, "lstm_units": 4, "lstm_layers": 1, "scan": "rows"}

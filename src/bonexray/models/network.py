@@ -29,11 +29,21 @@ CONV_KEYS = (
 )
 RNN_KEYS = ("lstm_units", "lstm_layers", "scan")
 SCANS = ("rows", "rows_columns")
+# Models without the recurrent part summarise the last feature map by global pooling, as
+# keras.applications' `pooling` argument does: "avg" or "max". Max suits findings that are
+# small and anywhere (a fracture line, a screw); average dilutes them over the whole film.
+POOL_KEYS = ("pooling",)
+POOLINGS = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}
 HEADS = ("region", "fracture")
 
 
+def _options(value: Any) -> list:
+    """A space lists the options to choose among; fixed values name one."""
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
 def _check_keys(values: Mapping[str, Any], rnn: bool, where: str) -> None:
-    expected = set(CONV_KEYS) | (set(RNN_KEYS) if rnn else set())
+    expected = set(CONV_KEYS) | set(RNN_KEYS if rnn else POOL_KEYS)
     missing = expected - set(values)
     unused = set(values) - expected
     if missing:
@@ -41,13 +51,10 @@ def _check_keys(values: Mapping[str, Any], rnn: bool, where: str) -> None:
     if unused:
         # An unused key would still be searched by the tuner, wasting trials.
         raise ValueError(f"params.yaml {where}: keys not used by this model {sorted(unused)}")
-    if rnn:
-        # A space lists the scans to choose among; fixed values name one.
-        scan = values["scan"]
-        options = list(scan) if isinstance(scan, list | tuple) else [scan]
-        unknown = [option for option in options if option not in SCANS]
-        if unknown:
-            raise ValueError(f"params.yaml {where}.scan: {unknown} not in {SCANS}")
+    key, known = ("scan", SCANS) if rnn else ("pooling", tuple(POOLINGS))
+    unknown = [option for option in _options(values[key]) if option not in known]
+    if unknown:
+        raise ValueError(f"params.yaml {where}.{key}: {unknown} not in {known}")
 
 
 def _conv_blocks(x: keras.KerasTensor, v: Mapping[str, Any]) -> keras.KerasTensor:
@@ -114,7 +121,10 @@ def build_network(
         raise ValueError(f"params.yaml train.loss_weights: expected keys {HEADS}")
     inputs = keras.Input(shape=tuple(input_shape), name="bands")
     x = _conv_blocks(inputs, values)
-    x = _recurrent(x, values) if rnn else keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    if rnn:
+        x = _recurrent(x, values)
+    else:
+        x = POOLINGS[values["pooling"]](name=f"global_{values['pooling']}_pool")(x)
     x = keras.layers.Dense(values["dense_units"], activation="relu", name="dense")(x)
     x = keras.layers.Dropout(values["dropout"], name="dropout_dense")(x)
     outputs = {
