@@ -92,6 +92,18 @@ def test_pooled_networks_summarise_the_map_as_asked(pooling):
         build({**TINY_CONV, "pooling": ["max", "median"]}, rnn=False)
 
 
+def test_max_readout_pools_the_lstm_outputs_over_every_step():
+    model = build({**TINY_RNN, "lstm_readout": "max", "lstm_layers": 2}, rnn=True)
+    assert all(
+        layer.return_sequences
+        for layer in (model.get_layer(f"rows_bilstm{i}").forward_layer for i in (1, 2))
+    )
+    pooled = model.get_layer("rows_max_over_steps")
+    assert pooled.input.shape[1] > 1 and pooled.output.shape[1] == 2 * TINY_RNN["lstm_units"]
+    last = build(TINY_RNN, rnn=True)
+    assert not last.get_layer("rows_bilstm1").forward_layer.return_sequences
+
+
 def test_a_searched_scan_is_checked_option_by_option():
     searched = {**TINY_RNN, "scan": ["rows", "rows_columns"]}
     assert build(searched, rnn=True).get_layer("rows") is not None

@@ -116,4 +116,10 @@ TINY_LAYERS = {  # what the recurrent and the pooled networks share
     "learning_rate": 0.01,
 }
 TINY_CONV = {**TINY_LAYERS, "pooling": "max"}
-TINY_RNN = {**TINY_LAYERS, "lstm_units": 4, "lstm_layers": 1, "scan": "rows"}
+TINY_RNN = {
+    **TINY_LAYERS,
+    "lstm_units": 4,
+    "lstm_layers": 1,
+    "scan": "rows",
+    "lstm_readout": "last",
+}

@@ -27,8 +27,11 @@ CONV_KEYS = (
     "dense_units",
     "learning_rate",
 )
-RNN_KEYS = ("lstm_units", "lstm_layers", "scan")
+RNN_KEYS = ("lstm_units", "lstm_layers", "scan", "lstm_readout")
 SCANS = ("rows", "rows_columns")
+# What the last BiLSTM hands on: its final states ("last"), or the maximum of its outputs
+# over all steps ("max"), which keeps a finding seen in one row from fading by the end.
+READOUTS = ("last", "max")
 # Models without the recurrent part summarise the last feature map by global pooling, as
 # keras.applications' `pooling` argument does: "avg" or "max". Max suits findings that are
 # small and anywhere (a fracture line, a screw); average dilutes them over the whole film.
@@ -51,10 +54,11 @@ def _check_keys(values: Mapping[str, Any], rnn: bool, where: str) -> None:
     if unused:
         # An unused key would still be searched by the tuner, wasting trials.
         raise ValueError(f"params.yaml {where}: keys not used by this model {sorted(unused)}")
-    key, known = ("scan", SCANS) if rnn else ("pooling", tuple(POOLINGS))
-    unknown = [option for option in _options(values[key]) if option not in known]
-    if unknown:
-        raise ValueError(f"params.yaml {where}.{key}: {unknown} not in {known}")
+    choices = {"scan": SCANS, "lstm_readout": READOUTS} if rnn else {"pooling": tuple(POOLINGS)}
+    for key, known in choices.items():
+        unknown = [option for option in _options(values[key]) if option not in known]
+        if unknown:
+            raise ValueError(f"params.yaml {where}.{key}: {unknown} not in {known}")
 
 
 def _conv_blocks(x: keras.KerasTensor, v: Mapping[str, Any]) -> keras.KerasTensor:
@@ -77,12 +81,15 @@ def _conv_blocks(x: keras.KerasTensor, v: Mapping[str, Any]) -> keras.KerasTenso
     return x
 
 
-def _bidirectional(seq: keras.KerasTensor, units: int, layers: int, name: str):
+def _bidirectional(seq: keras.KerasTensor, v: Mapping[str, Any], name: str):
+    layers, readout = v["lstm_layers"], v["lstm_readout"]
     for i in range(layers):
         seq = keras.layers.Bidirectional(
-            keras.layers.LSTM(units, return_sequences=i < layers - 1),
+            keras.layers.LSTM(v["lstm_units"], return_sequences=i < layers - 1 or readout == "max"),
             name=f"{name}_bilstm{i + 1}",
         )(seq)
+    if readout == "max":
+        seq = keras.layers.GlobalMaxPooling1D(name=f"{name}_max_over_steps")(seq)
     return seq
 
 
@@ -96,11 +103,11 @@ def _recurrent(x: keras.KerasTensor, v: Mapping[str, Any]) -> keras.KerasTensor:
             "use larger inputs or fewer conv blocks"
         )
     rows = keras.layers.Reshape((height, width * channels), name="rows")(x)
-    outputs = [_bidirectional(rows, v["lstm_units"], v["lstm_layers"], "rows")]
+    outputs = [_bidirectional(rows, v, "rows")]
     if v["scan"] == "rows_columns":
         columns = keras.layers.Permute((2, 1, 3), name="transpose")(x)
         columns = keras.layers.Reshape((width, height * channels), name="columns")(columns)
-        outputs.append(_bidirectional(columns, v["lstm_units"], v["lstm_layers"], "columns"))
+        outputs.append(_bidirectional(columns, v, "columns"))
     if len(outputs) == 1:
         return outputs[0]
     return keras.layers.Concatenate(name="scans")(outputs)
