@@ -25,8 +25,11 @@ SPLITS = {"train", "valid", "test"}
 
 
 def tree_digest(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -202,8 +205,19 @@ def test_fracture_is_a_visible_gap_in_the_cortex(region):
     found = 0
     for _ in range(4):
         seeds = [int(s) for s in rng.integers(2**62, size=3)]
-        pair = [render(region, variant, seeds[0], 256, 224, np.random.default_rng(seeds[1]),
-                       seeds[2], show_fracture=show) for show in (False, True)]
+        pair = [
+            render(
+                region,
+                variant,
+                seeds[0],
+                256,
+                224,
+                np.random.default_rng(seeds[1]),
+                seeds[2],
+                show_fracture=show,
+            )
+            for show in (False, True)
+        ]
         intact, broken = pair
         assert intact.fracture_line is None and broken.fracture_line is not None
         if broken.fracture.subtle:
@@ -220,7 +234,7 @@ def test_fracture_is_a_visible_gap_in_the_cortex(region):
         diff = np.abs(small(intact.image) - small(broken.image))
         (x0, y0), (x1, y1) = broken.fracture_line
         cy, cx = round((y0 + y1) / 4), round((x0 + x1) / 4)  # the line's middle at 128 px
-        assert diff[max(cy - 6, 0): cy + 7, max(cx - 6, 0): cx + 7].max() > 25
+        assert diff[max(cy - 6, 0) : cy + 7, max(cx - 6, 0) : cx + 7].max() > 25
     assert found >= 2
 
 
@@ -253,10 +267,11 @@ def test_treatment_adds_attenuation_over_the_bone(kind):
     assert brighter.max() > 0.2 and (brighter > 0.05).mean() > 0.005
 
 
-@pytest.mark.skipif(not (REPO / "data" / "ground_truth.csv").is_file(),
-                    reason="data/ not pulled (make data)")
+@pytest.mark.skipif(
+    not (REPO / "data" / "ground_truth.csv").is_file(), reason="data/ not pulled (make data)"
+)
 def test_the_tracked_sample_is_what_synth_writes(tmp_path):
     """data/ (data.dvc, pulled from remote/) is `bonexray synth --seed 0` of this code: a
     change to the generator must come with a regenerated sample (README, The embedded sample)."""
-    generate(tmp_path / "data", seed=0, scale=1.0, progress=False)
+    generate(tmp_path / "data", seed=0, progress=False)
     assert tree_digest(REPO / "data") == tree_digest(tmp_path / "data")

@@ -36,7 +36,8 @@ def test_space_convention():
     space = {p.name: p for p in hp.space}
     assert isinstance(space["filters"], kt.engine.hyperparameters.Choice)
     assert space["filters"].values == [16, 32]
-    assert isinstance(space["pool_every_block"], kt.engine.hyperparameters.Choice)
+    assert isinstance(space["pool_every_block"], kt.engine.hyperparameters.Boolean)
+    assert hp.values["pool_every_block"] is True  # a bool, not 1, in trials and metrics
     assert isinstance(space["scan"], kt.engine.hyperparameters.Choice)
     assert isinstance(space["dropout"], kt.engine.hyperparameters.Float)
     assert space["dropout"].sampling == "linear"

@@ -22,20 +22,40 @@ class Command:
 
 
 def _configure_synth(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("data"),
-                        help="output directory (default: data); must be empty unless --force")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the one random generator everything derives from "
-                             "(default: 0); same seed and scale -> byte-identical files")
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="size factor: about 600*scale unique images (default: 1.0; "
-                             "at least 40 images)")
-    parser.add_argument("--force", action="store_true",
-                        help="write into a non-empty directory, replacing the sample's own "
-                             "outputs there (clinic_a/, clinic_b/, README.md, "
-                             "ground_truth.csv) and leaving other files alone")
-    parser.add_argument("--json", action="store_true",
-                        help="print the full summary (including the planted defects) as JSON")
+    from bonexray.synth.sample import DEFAULT_SCALE  # numpy only
+
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("data"),
+        help="output directory (default: data); must be empty unless --force",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the one random generator everything derives from "
+        "(default: 0); same seed and scale -> byte-identical files",
+    )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=DEFAULT_SCALE,
+        help="size factor: about 600*scale unique images (default: "
+        f"{DEFAULT_SCALE}, the embedded sample; at least 40 images)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty directory, replacing the sample's own "
+        "outputs there (clinic_a/, clinic_b/, README.md, "
+        "ground_truth.csv) and leaving other files alone",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the full summary (including the planted defects) as JSON",
+    )
 
 
 def _run_synth(args: argparse.Namespace) -> int:
@@ -49,18 +69,23 @@ def _run_synth(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"wrote {summary['files']} files ({summary['bytes'] / 1e6:.1f} MB) under "
-              f"{summary['out_dir']} in {summary['seconds']:.1f} s: "
-              f"{summary['images_unique']} unique images, {summary['fractured']} fractured; "
-              f"{len(summary['mess'])} planted defects listed in "
-              f"{Path(summary['out_dir']) / 'README.md'}")
+        print(
+            f"wrote {summary['files']} files ({summary['bytes'] / 1e6:.1f} MB) under "
+            f"{summary['out_dir']} in {summary['seconds']:.1f} s: "
+            f"{summary['images_unique']} unique images, {summary['fractured']} fractured; "
+            f"{len(summary['mess'])} planted defects listed in "
+            f"{Path(summary['out_dir']) / 'README.md'}"
+        )
     return 0
 
 
 COMMANDS: dict[str, Command] = {
-    "synth": Command("write the embedded synthetic sample (simulated radiographs in two "
-                     "clinics' layouts, with deliberate real-world mess)",
-                     _configure_synth, _run_synth),
+    "synth": Command(
+        "write the embedded synthetic sample (simulated radiographs in two "
+        "clinics' layouts, with deliberate real-world mess)",
+        _configure_synth,
+        _run_synth,
+    ),
 }
 
 

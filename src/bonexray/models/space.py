@@ -6,7 +6,8 @@ One convention for every `models.<name>.space` (and `models.cnn.fixed`) in param
 - a list of two numbers, at least one float  -> hp.Float over [low, high]; log sampling for
                                                 names ending in "learning_rate", which span
                                                 orders of magnitude
-- any other list (ints, bools, strings)      -> hp.Choice among its items
+- [true, false] (either order)               -> hp.Boolean, so trials record true/false
+- any other list (ints, strings)             -> hp.Choice among its items
 
 So a fixed model is just a space of scalars, and one builder serves the tuner and `cnn`.
 """
@@ -35,7 +36,13 @@ def declare(hp: kt.HyperParameters, space: Mapping[str, Any], where: str = "spac
             spec = list(spec)
             if not spec:
                 raise ValueError(f"params.yaml {where}.{name}: empty list")
-            if _is_float_range(spec):
+            if (
+                len(spec) == 2
+                and set(spec) == {True, False}
+                and all(isinstance(v, bool) for v in spec)
+            ):
+                values[name] = hp.Boolean(name, default=spec[0])
+            elif _is_float_range(spec):
                 low, high = sorted(float(v) for v in spec)
                 sampling = "log" if name.endswith("learning_rate") else "linear"
                 if sampling == "log" and low <= 0:

@@ -54,9 +54,18 @@ def sample(rng: np.random.Generator, anatomy: Anatomy) -> Fracture:
         shift *= 0.15
         angulation *= 0.15
         swelling *= 0.8
-    return Fracture(site.bone, float(u), float(obliquity), float(gap), float(shift),
-                    float(angulation), float(rng.uniform(0.05, 0.15) * diameter),
-                    float(rng.uniform(0, 2 * np.pi)), subtle, float(swelling))
+    return Fracture(
+        site.bone,
+        float(u),
+        float(obliquity),
+        float(gap),
+        float(shift),
+        float(angulation),
+        float(rng.uniform(0.05, 0.15) * diameter),
+        float(rng.uniform(0, 2 * np.pi)),
+        subtle,
+        float(swelling),
+    )
 
 
 def shaft_of(anatomy: Anatomy, bone_name: str) -> LongBone:

@@ -38,10 +38,17 @@ REGION_FOLDERS = {
 NO_REGION = ("unsorted", "", "train")  # ambiguous folder, nothing, or a split only
 AMBIGUOUS = ("mixed", "other", "multiple")
 MURA_FOLDERS = {
-    "hand": ("XR_HAND",), "wrist": ("XR_WRIST",), "forearm": ("XR_FOREARM",),
-    "elbow": ("XR_ELBOW",), "humerus": ("XR_HUMERUS",), "shoulder": ("XR_SHOULDER",),
-    "hip": ("XR_HIP",), "pelvis": ("XR_PELVIS",), "knee": ("XR_KNEE",),
-    "lower_leg": ("XR_TIBIA",), "ankle": ("XR_ANKLE", "XR_ANKLE", "XR_FOOT"),
+    "hand": ("XR_HAND",),
+    "wrist": ("XR_WRIST",),
+    "forearm": ("XR_FOREARM",),
+    "elbow": ("XR_ELBOW",),
+    "humerus": ("XR_HUMERUS",),
+    "shoulder": ("XR_SHOULDER",),
+    "hip": ("XR_HIP",),
+    "pelvis": ("XR_PELVIS",),
+    "knee": ("XR_KNEE",),
+    "lower_leg": ("XR_TIBIA",),
+    "ankle": ("XR_ANKLE", "XR_ANKLE", "XR_FOOT"),
 }
 
 
@@ -81,8 +88,14 @@ class Namer:
             return self._choice([n for n in names if n.islower()])
         return self._choice(names)
 
-    def clinic_a(self, shot: Shot, suffix: str, batch: str | None = None,
-                 split: str | None = None, stem: str | None = None) -> str:
+    def clinic_a(
+        self,
+        shot: Shot,
+        suffix: str,
+        batch: str | None = None,
+        split: str | None = None,
+        stem: str | None = None,
+    ) -> str:
         """A clinic_a path for `shot` in `batch` (default: its own)."""
         batch = batch or shot.batch or "export"
         cls = CLASS_FOLDERS[batch][0 if shot.fractured else 1]

@@ -60,7 +60,7 @@ def near_duplicate(image: Array, rng: np.random.Generator) -> bytes:
     """The same picture cropped by a few pixels, resized by 80-95 %, re-saved as JPEG 70-82."""
     h, w = image.shape
     top, left, bottom, right = (int(x) for x in rng.integers(1, 7, 4))
-    crop = image[top: h - bottom, left: w - right]
+    crop = image[top : h - bottom, left : w - right]
     picture = to_pil(crop, "png8")
     factor = rng.uniform(0.8, 0.95)
     size = (round(picture.width * factor), round(picture.height * factor))

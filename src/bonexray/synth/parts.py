@@ -204,8 +204,9 @@ class SoftBlob:
         return ellipsoid_chord(u, v, self.a, self.b, self.c)
 
     def bbox(self) -> BBox:
-        return _box(self.frame, [(-self.a, -self.b), (-self.a, self.b), (self.a, -self.b),
-                                 (self.a, self.b)])
+        return _box(
+            self.frame, [(-self.a, -self.b), (-self.a, self.b), (self.a, -self.b), (self.a, self.b)]
+        )
 
 
 SoftPart = SoftCapsule | SoftBlob

@@ -104,7 +104,7 @@ def _marker(shape: tuple[int, int], inside: Array, exposure: Exposure) -> Array:
     r0 = rows[0] + margin if top else rows[-1] - margin - box.shape[0]
     c0 = cols[0] + margin if left else cols[-1] - margin - box.shape[1]
     r0, c0 = int(np.clip(r0, 0, h - box.shape[0])), int(np.clip(c0, 0, w - box.shape[1]))
-    out[r0:r0 + box.shape[0], c0:c0 + box.shape[1]] = box
+    out[r0 : r0 + box.shape[0], c0 : c0 + box.shape[1]] = box
     return out
 
 
@@ -118,16 +118,18 @@ def _lowpass(image: Array, factor: int = 8, sigma: float = 2.5) -> Array:
     return ndimage.zoom(small, (h / hh, w / ww), order=1, mode="nearest", grid_mode=True)[:h, :w]
 
 
-def detect(total: Array, soft_cm: Array, exposure: Exposure,
-           rng: np.random.Generator) -> tuple[Array, Array, Array]:
+def detect(
+    total: Array, soft_cm: Array, exposure: Exposure, rng: np.random.Generator
+) -> tuple[Array, Array, Array]:
     """Detected signal (float, quanta), open-beam I0 map, and the exposed-field mask."""
     shape = total.shape
     inside = field_mask(shape, exposure)
     attenuation = total + np.where(inside, 0.0, SHUTTER_MU_T) + _marker(shape, inside, exposure)
     h, w = shape
     rows, cols = np.mgrid[0:h, 0:w].astype(np.float32)
-    ramp = ((cols - w / 2) * np.cos(exposure.heel_angle)
-            + (rows - h / 2) * np.sin(exposure.heel_angle)) / max(h, w)
+    ramp = (
+        (cols - w / 2) * np.cos(exposure.heel_angle) + (rows - h / 2) * np.sin(exposure.heel_angle)
+    ) / max(h, w)
     # Automatic exposure control: the tube output is set so the typical ray through the body
     # delivers `photons` quanta; thick parts get a longer exposure, not a noisier image.
     body = inside & (soft_cm > 1.0)

@@ -21,10 +21,12 @@ MIN_IMAGES = 40  # below this the deliberate mess would not find enough images t
 SHARE_CLINIC_B = 0.38
 FRACTURE_RATE = 0.35
 # (fractured?, region takes casts?) -> chances of a cast and of metal fixation on the film
-TREATMENT_RATES = {(True, True): {"cast": 0.35, "fixation": 0.15},
-                   (True, False): {"cast": 0.0, "fixation": 0.45},
-                   (False, True): {"cast": 0.03, "fixation": 0.01},
-                   (False, False): {"cast": 0.0, "fixation": 0.01}}
+TREATMENT_RATES = {
+    (True, True): {"cast": 0.35, "fixation": 0.15},
+    (True, False): {"cast": 0.0, "fixation": 0.45},
+    (False, True): {"cast": 0.03, "fixation": 0.01},
+    (False, False): {"cast": 0.0, "fixation": 0.01},
+}
 REGION_WEIGHTS = {"hand": 0.28, "leg": 0.26, "elbow": 0.20, "shoulder": 0.14, "hip": 0.12}
 VARIANT_WEIGHTS = {
     "hand": {"hand": 0.45, "wrist": 0.35, "forearm": 0.2},
@@ -137,12 +139,23 @@ def plan_clinic_a(rng: np.random.Generator, n: int) -> list[Shot]:
             fracture_seed = _seed(rng) if fractured else None
             treatment = _treatment(rng, region, fractured)
             width, height = _size(rng, "clinic_a")
-            shots.append(Shot(
-                key="", source="clinic_a", region=region, variant=variant, morph_seed=morph,
-                render_seed=render_seed, fracture_seed=fracture_seed, **treatment,
-                width=width, height=height, fmt=fmt,  # type: ignore[arg-type]
-                quality=int(rng.integers(85, 93)), batch=batch,
-            ))
+            shots.append(
+                Shot(
+                    key="",
+                    source="clinic_a",
+                    region=region,
+                    variant=variant,
+                    morph_seed=morph,
+                    render_seed=render_seed,
+                    fracture_seed=fracture_seed,
+                    **treatment,
+                    width=width,
+                    height=height,
+                    fmt=fmt,  # type: ignore[arg-type]
+                    quality=int(rng.integers(85, 93)),
+                    batch=batch,
+                )
+            )
     order = rng.permutation(len(shots))
     return [replace(shots[i], key=f"a{k:04d}") for k, i in enumerate(order)]
 
@@ -175,14 +188,25 @@ def plan_clinic_b(rng: np.random.Generator, n: int) -> list[Shot]:
                 fmt = str(rng.choice(["png8", "png16", "png12"], p=[0.94, 0.03, 0.03]))
                 for view in range(1, views[study_index] + 1):
                     width, height = _size(rng, "clinic_b")
-                    shots.append(Shot(
-                        key=f"b{patient_id:05d}-{study}-{view}", source="clinic_b",
-                        region=region, variant=variant, morph_seed=morph,
-                        render_seed=_seed(rng), fracture_seed=fracture_seed,
-                        **treatment, width=width,
-                        height=height, fmt=fmt, quality=0,  # type: ignore[arg-type]
-                        patient=patient, study=study, view=view,
-                    ))
+                    shots.append(
+                        Shot(
+                            key=f"b{patient_id:05d}-{study}-{view}",
+                            source="clinic_b",
+                            region=region,
+                            variant=variant,
+                            morph_seed=morph,
+                            render_seed=_seed(rng),
+                            fracture_seed=fracture_seed,
+                            **treatment,
+                            width=width,
+                            height=height,
+                            fmt=fmt,
+                            quality=0,  # type: ignore[arg-type]
+                            patient=patient,
+                            study=study,
+                            view=view,
+                        )
+                    )
                 study_index += 1
     return shots
 
@@ -195,4 +219,3 @@ def plan(rng: np.random.Generator, scale: float = 1.0) -> list[Shot]:
     n_b = round(total * SHARE_CLINIC_B)
     rng_a, rng_b = rng.spawn(2)
     return plan_clinic_a(rng_a, total - n_b) + plan_clinic_b(rng_b, n_b)
-

@@ -27,10 +27,18 @@ class Radiograph:
     treatment: str  # '' | cast | fixation
 
 
-def render(region: str, variant: str, morph_seed: int, width: int, height: int,
-           rng: np.random.Generator, fracture_seed: int | None = None,
-           show_fracture: bool = True, treatment: str = "", treatment_seed: int = 0
-           ) -> Radiograph:
+def render(
+    region: str,
+    variant: str,
+    morph_seed: int,
+    width: int,
+    height: int,
+    rng: np.random.Generator,
+    fracture_seed: int | None = None,
+    show_fracture: bool = True,
+    treatment: str = "",
+    treatment_seed: int = 0,
+) -> Radiograph:
     """Render one radiograph.
 
     `morph_seed` fixes the patient's bones (shared by the views of a study); `fracture_seed`
@@ -54,12 +62,23 @@ def render(region: str, variant: str, morph_seed: int, width: int, height: int,
         where = fracture or fx.sample(treatment_rng, anatomy)
         treated = tx.sample(treatment_rng, treatment, where.bone, where.at)
         if fracture is not None and treatment == "fixation":
-            fracture = replace(fracture, shift=0.2 * fracture.shift,
-                               angulation=0.2 * fracture.angulation, gap=0.6 * fracture.gap)
+            fracture = replace(
+                fracture,
+                shift=0.2 * fracture.shift,
+                angulation=0.2 * fracture.angulation,
+                gap=0.6 * fracture.gap,
+            )
     projection = project(anatomy, view, fracture if show_fracture else None, treated)
     exposure = sample_exposure(exposure_rng, thick=region in THICK_REGIONS)
     signal, open_beam, inside = detect(projection.total, projection.soft_cm, exposure, noise_rng)
     image = process(signal, open_beam, inside, exposure)
     line = projection.fracture_line if show_fracture else None
-    return Radiograph(image, region, variant, fracture if show_fracture else None, line,
-                      projection.bone, treatment)
+    return Radiograph(
+        image,
+        region,
+        variant,
+        fracture if show_fracture else None,
+        line,
+        projection.bone,
+        treatment,
+    )

@@ -48,8 +48,10 @@ class View:
 
     def grid(self) -> tuple[Array, Array]:
         """World coordinates of every pixel centre, float32 arrays (H, W)."""
-        cols, rows = np.meshgrid(np.arange(self.width, dtype=np.float32) + 0.5,
-                                 np.arange(self.height, dtype=np.float32) + 0.5)
+        cols, rows = np.meshgrid(
+            np.arange(self.width, dtype=np.float32) + 0.5,
+            np.arange(self.height, dtype=np.float32) + 0.5,
+        )
         x, y = apply(self.pixel_to_world().astype(np.float32), cols, rows)
         return x.astype(np.float32), y.astype(np.float32)
 
@@ -58,8 +60,13 @@ class View:
         return float(px), float(py)
 
 
-def sample_view(rng: np.random.Generator, anatomy: Anatomy, width: int, height: int,
-                keep: tuple[float, float] | None = None) -> View:
+def sample_view(
+    rng: np.random.Generator,
+    anatomy: Anatomy,
+    width: int,
+    height: int,
+    keep: tuple[float, float] | None = None,
+) -> View:
     """Frame the anatomy's field with random zoom, offset, rotation and side.
 
     `keep` is a world point (a fracture) the framing must show well inside the image.
@@ -69,16 +76,26 @@ def sample_view(rng: np.random.Generator, anatomy: Anatomy, width: int, height: 
     angle = rng.normal(0.0, np.deg2rad(7.0))
     if rng.random() < 0.08:  # a few come rotated by a quarter turn, as exported
         angle += rng.choice([-np.pi / 2, np.pi / 2])
-    view = View(width, height, float(scale), float(angle), bool(rng.random() < 0.5),
-                float(cx + rng.normal(0.0, 0.06) * fw), float(cy + rng.normal(0.0, 0.06) * fh))
+    view = View(
+        width,
+        height,
+        float(scale),
+        float(angle),
+        bool(rng.random() < 0.5),
+        float(cx + rng.normal(0.0, 0.06) * fw),
+        float(cy + rng.normal(0.0, 0.06) * fh),
+    )
     if keep is None:
         return view
     px, py = view.to_pixel(keep)
     inside_x = np.clip(px, 0.15 * width, 0.85 * width)
     inside_y = np.clip(py, 0.15 * height, 0.85 * height)
     # Recentre on the pixel that is as far from the centre as the point is from the box.
-    cx, cy = apply(view.pixel_to_world(), np.float64(width / 2 + px - inside_x),
-                   np.float64(height / 2 + py - inside_y))
+    cx, cy = apply(
+        view.pixel_to_world(),
+        np.float64(width / 2 + px - inside_x),
+        np.float64(height / 2 + py - inside_y),
+    )
     return replace(view, cx=float(cx), cy=float(cy))
 
 
@@ -107,10 +124,14 @@ class _Canvas:
         if motion is not None:
             xs, ys = apply(motion, xs, ys)
         cols, rows = apply(self.to_pixel, xs, ys)
-        c0, c1 = max(int(np.floor(cols.min())) - 1, 0), min(int(np.ceil(cols.max())) + 1,
-                                                             self.view.width)
-        r0, r1 = max(int(np.floor(rows.min())) - 1, 0), min(int(np.ceil(rows.max())) + 1,
-                                                            self.view.height)
+        c0, c1 = (
+            max(int(np.floor(cols.min())) - 1, 0),
+            min(int(np.ceil(cols.max())) + 1, self.view.width),
+        )
+        r0, r1 = (
+            max(int(np.floor(rows.min())) - 1, 0),
+            min(int(np.ceil(rows.max())) + 1, self.view.height),
+        )
         if c0 >= c1 or r0 >= r1:
             return None
         return slice(r0, r1), slice(c0, c1)
@@ -126,8 +147,10 @@ def _soft_tissue(anatomy: Anatomy, canvas: _Canvas, swelling: list[SoftBlob]) ->
     """Union of the soft parts (swelling included) minus gas (path lengths in cm)."""
     shape = (canvas.view.height, canvas.view.width)
     thickness, gas = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
-    for parts, out, combine in (((*anatomy.soft, *swelling), thickness, np.maximum),
-                                (anatomy.air, gas, np.add)):
+    for parts, out, combine in (
+        ((*anatomy.soft, *swelling), thickness, np.maximum),
+        (anatomy.air, gas, np.add),
+    ):
         for part in parts:
             win = canvas.window(part.bbox())
             if win is not None:
@@ -135,8 +158,9 @@ def _soft_tissue(anatomy: Anatomy, canvas: _Canvas, swelling: list[SoftBlob]) ->
     return np.maximum(thickness - gas, 0.0)
 
 
-def _bone_union(bone: Bone, canvas: _Canvas, out: Array, indices, motion: Array | None,
-                clip=None) -> None:
+def _bone_union(
+    bone: Bone, canvas: _Canvas, out: Array, indices, motion: Array | None, clip=None
+) -> None:
     """Max-unite the bone's parts `indices` into `out`; `motion` moves them (a fragment);
     `clip(x, y)` keeps only part of the shaft (evaluated in unmoved coordinates)."""
     inverse = None if motion is None else np.linalg.inv(motion)
@@ -154,8 +178,12 @@ def _bone_union(bone: Bone, canvas: _Canvas, out: Array, indices, motion: Array 
     out += buffer
 
 
-def project(anatomy: Anatomy, view: View, fracture: fx.Fracture | None = None,
-            treatment: tx.Treatment | None = None) -> Projection:
+def project(
+    anatomy: Anatomy,
+    view: View,
+    fracture: fx.Fracture | None = None,
+    treatment: tx.Treatment | None = None,
+) -> Projection:
     """Attenuation line integrals of `anatomy` seen through `view`, with an optional fracture
     and an optional treatment (cast or plate)."""
     canvas = _Canvas(view)
@@ -171,10 +199,22 @@ def project(anatomy: Anatomy, view: View, fracture: fx.Fracture | None = None,
         motion = fx.distal_motion(shaft, fracture)
         proximal = [i for i in every if i not in bone.distal]
         distal = [i for i in every if i in bone.distal or i == bone.shaft]
-        _bone_union(bone, canvas, bone_map, proximal, None,
-                    clip=lambda x, y, s=shaft: ~fx.distal_side(s, fracture, x, y))
-        _bone_union(bone, canvas, bone_map, distal, motion,
-                    clip=lambda x, y, s=shaft: fx.distal_side(s, fracture, x, y))
+        _bone_union(
+            bone,
+            canvas,
+            bone_map,
+            proximal,
+            None,
+            clip=lambda x, y, s=shaft: ~fx.distal_side(s, fracture, x, y),
+        )
+        _bone_union(
+            bone,
+            canvas,
+            bone_map,
+            distal,
+            motion,
+            clip=lambda x, y, s=shaft: fx.distal_side(s, fracture, x, y),
+        )
         swelling.append(_haematoma(shaft, fracture))
         a, b = fx.line(shaft, fracture)
         line_px = (view.to_pixel(a), view.to_pixel(b))
@@ -192,14 +232,17 @@ def _limb_half_width(shaft: LongBone, at: float, soft: Array, view: View) -> flo
     widths = []
     for side in (-1.0, 1.0):
         points = [view.to_pixel(shaft.frame.point(u, side * d)) for d in steps]
-        inside = [0 <= px < view.width and 0 <= py < view.height and soft[int(py), int(px)] > 0.3
-                  for px, py in points]
+        inside = [
+            0 <= px < view.width and 0 <= py < view.height and soft[int(py), int(px)] > 0.3
+            for px, py in points
+        ]
         widths.append(steps[inside.index(False)] if False in inside else steps[-1])
     return max(float(np.mean(widths)), 2.0 * shaft.radius)
 
 
-def _add_treatment(total: Array, treatment: tx.Treatment, shaft: LongBone, soft: Array,
-                   canvas: _Canvas) -> None:
+def _add_treatment(
+    total: Array, treatment: tx.Treatment, shaft: LongBone, soft: Array, canvas: _Canvas
+) -> None:
     radius = _limb_half_width(shaft, treatment.at, soft, canvas.view)
     win = canvas.window(tx.bbox(treatment, shaft, radius))
     if win is not None:

@@ -46,13 +46,30 @@ def sample(rng: np.random.Generator, kind: str, bone: str, at: float) -> Treatme
         raise ValueError(f"unknown treatment '{kind}'; expected one of {KINDS}")
     if kind == "cast":
         plaster = rng.random() < 0.5
-        return Treatment("cast", bone, at, float(rng.uniform(12.0, 24.0)),
-                         float(rng.uniform(0.3, 0.7)), float(rng.uniform(0.2, 0.5)),
-                         MU_PLASTER if plaster else MU_FIBREGLASS,
-                         0.0 if plaster else float(rng.uniform(0.25, 0.45)), 0, 1.0)
-    return Treatment("fixation", bone, at, float(rng.uniform(6.0, 12.0)),
-                     float(rng.uniform(0.25, 0.4)), float(rng.uniform(0.9, 1.4)), MU_METAL,
-                     0.0, int(rng.integers(4, 9)), float(rng.choice([-1.0, 1.0])))
+        return Treatment(
+            "cast",
+            bone,
+            at,
+            float(rng.uniform(12.0, 24.0)),
+            float(rng.uniform(0.3, 0.7)),
+            float(rng.uniform(0.2, 0.5)),
+            MU_PLASTER if plaster else MU_FIBREGLASS,
+            0.0 if plaster else float(rng.uniform(0.25, 0.45)),
+            0,
+            1.0,
+        )
+    return Treatment(
+        "fixation",
+        bone,
+        at,
+        float(rng.uniform(6.0, 12.0)),
+        float(rng.uniform(0.25, 0.4)),
+        float(rng.uniform(0.9, 1.4)),
+        MU_METAL,
+        0.0,
+        int(rng.integers(4, 9)),
+        float(rng.choice([-1.0, 1.0])),
+    )
 
 
 def attenuation(t: Treatment, shaft: LongBone, limb_radius: float, x: Array, y: Array) -> Array:
@@ -71,8 +88,12 @@ def attenuation(t: Treatment, shaft: LongBone, limb_radius: float, x: Array, y: 
     # Plate: a flat band on one side of the bone; screws: thin rods across the bone.
     r = shaft.radius
     w = t.side * v  # towards the plate
-    plate = t.wall * along * smoothstep(r - 0.05, r + 0.05, w) * smoothstep(
-        r + t.padding + 0.05, r + t.padding - 0.05, w)
+    plate = (
+        t.wall
+        * along
+        * smoothstep(r - 0.05, r + 0.05, w)
+        * smoothstep(r + t.padding + 0.05, r + t.padding - 0.05, w)
+    )
     pitch = t.length / t.screws
     nearest = (np.floor(u / pitch) + 0.5) * pitch
     across = smoothstep(-r - 0.3, -r - 0.1, w) * smoothstep(r + t.padding, r + t.padding - 0.2, w)
@@ -84,6 +105,11 @@ def attenuation(t: Treatment, shaft: LongBone, limb_radius: float, x: Array, y: 
 def bbox(t: Treatment, shaft: LongBone, limb_radius: float) -> tuple[float, float, float, float]:
     reach = limb_radius + t.padding + t.wall if t.kind == "cast" else 2 * shaft.radius + t.padding
     u0 = t.at * shaft.length
-    pts = np.array([shaft.frame.point(u0 + du, dv) for du in (-t.length / 2, t.length / 2)
-                    for dv in (-reach, reach)])
+    pts = np.array(
+        [
+            shaft.frame.point(u0 + du, dv)
+            for du in (-t.length / 2, t.length / 2)
+            for dv in (-reach, reach)
+        ]
+    )
     return pts[:, 0].min(), pts[:, 0].max(), pts[:, 1].min(), pts[:, 1].max()
