@@ -32,7 +32,8 @@ data: $(STAMP)  ## fetch the embedded sample (data/) from the repository's own D
 
 repro: data  ## run the whole DVC pipeline on the embedded sample
 	$(BIN)/dvc repro
-	$(BIN)/dvc metrics show
+	$(BIN)/bonexray compare
+	@echo "report: plots/report.html (opens offline); all metrics: dvc metrics show"
 
 test: data  ## run the test suite (unit tests + end-to-end `dvc repro` in a temporary clone)
 	$(BIN)/python -m pytest

@@ -45,16 +45,9 @@ echo "dvc repro: $(( $(date +%s) - start )) s wall on $(nproc) CPUs"
 python - <<'EOF'
 import json
 
-compare = json.load(open("metrics/compare.json"))
 relabel = json.load(open("metrics/relabel.json"))
 print(f"relabel: base model held-out accuracy {relabel['val_accuracy']:.3f} "
       f"on {relabel['n_val']} images; {relabel['n_candidates']} candidates, "
       f"{relabel['n_accepted']} accepted, {relabel['n_rejected']} excluded")
-models = sorted({key.split(".")[0] for key in compare if key != "test_set"} - {"test_set"})
-print(f"{'model':20s} {'region acc':>10s} {'macro-F1':>9s} {'fracture AUROC [95% CI]':>26s}")
-for m in models:
-    print(f"{m:20s} {compare[m + '.region_accuracy']:10.3f} {compare[m + '.region_macro_f1']:9.3f} "
-          f"{compare[m + '.fracture_auroc']:10.3f} [{compare[m + '.fracture_auroc_ci_low']:.3f}, "
-          f"{compare[m + '.fracture_auroc_ci_high']:.3f}]")
-print({k.split(".", 1)[1]: v for k, v in compare.items() if k.startswith("test_set.")})
 EOF
+bonexray compare

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from bonexray import evaluate, metrics, predictions
+from bonexray import cli, evaluate, metrics, predictions
 from bonexray.shards import ShardWriter
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,6 +159,18 @@ def test_stage_writes_per_model_metrics_and_a_flat_compare_file(staged: Path):
     assert all(not isinstance(v, dict) for v in compare.values())  # flat
     floats = [v for v in compare.values() if isinstance(v, float)]
     assert all(round(v, 4) == v for v in floats)
+
+
+def test_compare_command_tabulates_every_model(staged: Path, capsys):
+    compare = staged / "metrics" / "compare.json"
+    table = evaluate.compare_frame(json.loads(compare.read_text()))
+    assert set(table.index) == {*MODELS, "baseline_majority", "baseline_chance"}
+    assert list(table.columns) == list(evaluate.COMPARE_KEYS) and table.notna().all().all()
+    assert cli.main(["compare", "--metrics", str(compare)]) == 0
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in table.index) and "AUROC" in printed
+    assert cli.main(["compare", "--metrics", str(staged / "missing.json")]) == 2
+    assert "missing.json: No such file" in capsys.readouterr().err
 
 
 def test_stage_writes_one_plot_csv_per_model_and_kind(staged: Path):

@@ -79,7 +79,52 @@ def _run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_compare(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics",
+        type=Path,
+        default=Path("metrics/compare.json"),
+        help="the evaluate stage's flat metrics (default: metrics/compare.json)",
+    )
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from bonexray.evaluate import compare_frame
+
+    try:
+        flat = json.loads(args.metrics.read_text())
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else f"not valid JSON ({exc})"
+        print(f"bonexray compare: error: {args.metrics}: {reason}", file=sys.stderr)
+        return 2
+    table = compare_frame(flat)
+    shown = {
+        "region_accuracy": "region acc",
+        "region_macro_f1": "macro-F1",
+        "region_kappa": "kappa",
+        "fracture_auroc": "AUROC",
+        "fracture_auroc_ci_low": "CI low",
+        "fracture_auroc_ci_high": "CI high",
+        "fracture_sensitivity": "sens",
+        "fracture_specificity": "spec",
+        "fracture_ece": "ECE",
+    }
+    print(
+        f"test split of {args.metrics} (region n={flat.get('test_set.region_n')}, "
+        f"fracture n={flat.get('test_set.fracture_n')}, "
+        f"{flat.get('test_set.fracture_positive')} fractured)"
+    )
+    print(table[list(shown)].rename(columns=shown).to_string(float_format="{:.3f}".format))
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
+    "compare": Command(
+        "print the test metrics of every model and baseline side by side "
+        "(after `dvc repro`; the HTML report is plots/report.html)",
+        _configure_compare,
+        _run_compare,
+    ),
     "synth": Command(
         "write the embedded synthetic sample (simulated radiographs in two "
         "clinics' layouts, with deliberate real-world mess)",

@@ -351,6 +351,16 @@ def compare_table(scores: Mapping[str, Scores]) -> dict[str, Any]:
     return rounded(flat)
 
 
+def compare_frame(flat: Mapping[str, Any]) -> pd.DataFrame:
+    """compare.json (flat) as a table: one row per model and baseline, COMPARE_KEYS columns."""
+    rows: dict[str, dict[str, Any]] = {}
+    for key, value in flat.items():
+        name, metric = key.split(".", 1)
+        if metric in COMPARE_KEYS:
+            rows.setdefault(name, {})[metric] = value
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(COMPARE_KEYS))
+
+
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")
