@@ -140,10 +140,17 @@ def test_data_stages_are_bit_reproducible_across_clones(reproduced, tmp_path_fac
 
 
 def test_model_stage_is_repeatable(reproduced):
+    # The saved .keras file itself differs run to run (Keras stamps date_saved into it), so
+    # repeatability is judged on what the model computed: every other output, to the byte.
+    model_dir = "artifacts/models/cnn"
     before = lock_outs(reproduced)["train@cnn"]
     metrics_before = (reproduced / "metrics" / "train" / "cnn.json").read_text()
     dvc(reproduced, "repro", "--force", "--single-item", "train@cnn")
-    assert lock_outs(reproduced)["train@cnn"] == before
+    after = lock_outs(reproduced)["train@cnn"]
+    assert {k: v for k, v in after.items() if k != model_dir} == {
+        k: v for k, v in before.items() if k != model_dir
+    }
+    assert "artifacts/predictions/cnn.parquet" in after and model_dir in after
     assert (reproduced / "metrics" / "train" / "cnn.json").read_text() == metrics_before
 
 
