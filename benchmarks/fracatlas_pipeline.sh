@@ -23,18 +23,15 @@ import sys
 
 import yaml
 
-with open("params.yaml") as f:
-    params = yaml.safe_load(f)
+from bonexray.params import load, section
+
+params = load("params.yaml")
 params["sources"] = {"fracatlas": {"kind": "fracatlas", "path": "data"}}
 for override in sys.argv[1:]:
     dotted, value = override.split("=", 1)
-    *parents, last = dotted.split(".")
-    node = params
-    for key in parents:
-        node = node[key]
-    if last not in node:
-        sys.exit(f"params.yaml has no key {dotted}")
-    node[last] = yaml.safe_load(value)
+    section(params, dotted)  # raises ParamsError naming the key if there is none
+    parent, _, last = dotted.rpartition(".")
+    (section(params, parent) if parent else params)[last] = yaml.safe_load(value)
 with open("params.yaml", "w") as f:
     yaml.safe_dump(params, f, sort_keys=False)
 EOF

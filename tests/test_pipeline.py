@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bonexray.params import load, section
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,12 +82,10 @@ def changed_stages(repo: Path) -> set[str]:
 
 def set_param(repo: Path, dotted: str, value: object) -> None:
     path = repo / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    node = params
-    *parents, last = dotted.split(".")
-    for key in parents:
-        node = node[key]
-    node[last] = value
+    params = load(path)
+    section(params, dotted)  # the key must exist: a typo would test nothing
+    parent, _, last = dotted.rpartition(".")
+    (section(params, parent) if parent else params)[last] = value
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
