@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
+import skops.io
+from sklearn.preprocessing import FunctionTransformer
 from tiny_sample import REGIONS, params, write_sample
 
 from bonexray import predictions
-from bonexray.forest import train_rf
+from bonexray.forest import UntrustedModelError, load_forests, predict_frame, train_rf
+from bonexray.models.examples import load_examples
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +58,10 @@ def test_search_tables_models_and_metrics(trained):
     assert metrics["region"]["n_train"] == 35
     assert metrics["fracture"]["n_train"] < 35  # unknown fracture labels are left out
     assert metrics["region"]["best_cv_neg_log_loss"] == pytest.approx(trials["region_score"].max())
-    region = joblib.load(out["model_dir"] / "region.joblib")
-    fracture = joblib.load(out["model_dir"] / "fracture.joblib")
-    assert list(region.classes_) == [0, 1, 2] and list(fracture.classes_) == [0, 1]
+    forests = load_forests(out["model_dir"])
+    assert list(forests["region"].classes_) == [0, 1, 2]
+    assert list(forests["fracture"].classes_) == [0, 1]
+    assert not list(out["model_dir"].glob("*.joblib"))  # no pickles left to load by mistake
 
 
 def test_same_seed_same_forest(trained, tmp_path):
@@ -74,3 +79,25 @@ def test_same_seed_same_forest(trained, tmp_path):
     pd.testing.assert_frame_equal(
         pd.read_parquet(out["predictions_path"]), pd.read_parquet(again), check_exact=True
     )
+
+
+def test_loaded_forests_predict_what_the_stage_predicted(trained):
+    sample, out, _ = trained
+    examples = load_examples(sample["labels"], sample["vectors"], REGIONS).to_predict()
+    frame = predict_frame(load_forests(out["model_dir"]), examples, REGIONS)
+    pd.testing.assert_frame_equal(
+        frame, predictions.read(out["predictions_path"], REGIONS), check_exact=True
+    )
+
+
+def test_a_forest_holding_an_untrusted_type_is_refused(trained, tmp_path):
+    _, out, _ = trained
+    for head in ("region", "fracture"):
+        shutil.copy(out["model_dir"] / f"{head}.skops", tmp_path)
+    # What a pickle would simply call on load: a transformer whose function is os.system.
+    skops.io.dump(FunctionTransformer(os.system), tmp_path / "fracture.skops")
+    with pytest.raises(UntrustedModelError, match=r"fracture\.skops.*'posix\.system'"):
+        load_forests(tmp_path)
+    (tmp_path / "fracture.skops").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match=r"fracture\.skops: not a skops model file"):
+        load_forests(tmp_path)

@@ -5,19 +5,24 @@ StratifiedKFold on the train split (already grouped by near-duplicate and patien
 stratified folds do not leak). The region forest fits every labelled training row; the
 fracture forest only those whose fracture label is known. With the same seed and the same
 distributions both searches draw the same candidates, so one trials table holds both.
+
+The forests are saved with skops (``<head>.skops``), not pickle/joblib: unpickling runs
+whatever code the file names, so a tampered model file is a program; skops.io.load builds
+only the types it is told to trust, and `load_forests` trusts a short allow-list.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
+import skops.io
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import RandomizedSearchCV, StratifiedKFold
 
@@ -27,6 +32,20 @@ from bonexray.params import section
 from bonexray.taxonomy import Taxonomy
 
 HEADS = ("region", "fracture")
+MODEL_SUFFIX = ".skops"
+# What a saved forest may contain besides the types skops trusts by default. skops 0.16
+# asks only for the tree structure; the classes are listed so that a skops release that
+# trusts less by default still loads our files, and nothing else gets in.
+TRUSTED_TYPES = frozenset(
+    {
+        "sklearn.tree._tree.Tree",
+        "sklearn.tree._classes.DecisionTreeClassifier",
+        "sklearn.ensemble._forest.RandomForestClassifier",
+        "numpy.dtype",
+        "numpy.int64",
+        "numpy.float64",
+    }
+)
 CLASS_WEIGHTS = {"balanced": "balanced", "balanced_subsample": "balanced_subsample", "none": None}
 
 
@@ -87,9 +106,12 @@ def trials_table(searches: Mapping[str, RandomizedSearchCV]) -> pd.DataFrame:
 
 
 def predict_frame(
-    searches: Mapping[str, RandomizedSearchCV], examples: Examples, regions: Sequence[str]
+    searches: Mapping[str, Any], examples: Examples, regions: Sequence[str]
 ) -> pd.DataFrame:
-    """The predictions table; regions absent from training get probability 0."""
+    """The predictions table of fitted searches or forests (load_forests), keyed by head.
+
+    Regions absent from training get probability 0.
+    """
     region_model, fracture_model = searches["region"], searches["fracture"]
     region = np.zeros((len(examples), len(regions)))
     region[:, region_model.classes_] = region_model.predict_proba(examples.features)
@@ -121,7 +143,7 @@ def train_rf(
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     for head, search in searches.items():
-        joblib.dump(search.best_estimator_, model_dir / f"{head}.joblib")
+        skops.io.dump(search.best_estimator_, model_dir / f"{head}{MODEL_SUFFIX}")
     table = trials_table(searches)
     table.to_csv(model_dir / "trials.csv", index=False)
     Path(trials_path).parent.mkdir(parents=True, exist_ok=True)
@@ -138,6 +160,35 @@ def train_rf(
     Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
     Path(metrics_path).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics
+
+
+class UntrustedModelError(ValueError):
+    """A saved forest names types outside TRUSTED_TYPES; it is not loaded."""
+
+
+def load_forests(model_dir: str | Path) -> dict[str, RandomForestClassifier]:
+    """The fitted forests of train_rf, keyed "region" and "fracture", loaded without pickle.
+
+    Each ``<model_dir>/<head>.skops`` is checked first: if it holds a type that skops does
+    not trust by default and TRUSTED_TYPES does not list, nothing is built from it and
+    UntrustedModelError names the file and the types.
+    """
+    forests = {}
+    for head in HEADS:
+        path = Path(model_dir) / f"{head}{MODEL_SUFFIX}"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such forest (run the train_rf stage)")
+        try:
+            untrusted = skops.io.get_untrusted_types(file=path)
+        except (zipfile.BadZipFile, KeyError, ValueError) as exc:  # truncated or foreign
+            raise ValueError(f"{path}: not a skops model file ({exc})") from exc
+        refused = sorted(set(untrusted) - TRUSTED_TYPES)
+        if refused:
+            raise UntrustedModelError(
+                f"{path}: refused to load, it holds types outside the trusted list: {refused}"
+            )
+        forests[head] = skops.io.load(path, trusted=list(untrusted))
+    return forests
 
 
 def _json_value(value: Any) -> Any:
