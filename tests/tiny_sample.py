@@ -68,7 +68,7 @@ def write_sample(directory: Path, seed: int = 0) -> dict[str, Path]:
             image = rng.normal(size=(GRID, GRID, CHANNELS)).astype(np.float32)
             image[..., 0] += shift
             image[: GRID // 2, :, 1] += broken  # top half only: a spatial cue
-            bands.add(row.id, image)
+            bands.add(row.id, image, split=row.split)  # as the features stage writes
             vector = rng.normal(size=VECTOR).astype(np.float32)
             vector[0] += 2 * shift
             vector[1] += 2 * broken

@@ -118,12 +118,72 @@ def _run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_export(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "model",
+        metavar="MODEL",
+        help="a Keras model of params.yaml models (cnn_rnn_nas, cnn_nas, cnn); "
+        "the random forest (rf) is not exported",
+    )
+    parser.add_argument(
+        "--artifacts",
+        type=Path,
+        default=Path("artifacts"),
+        help="the pipeline's artifacts directory, holding models/<MODEL>/model.keras and "
+        "features/bands (default: artifacts)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="output directory (default: <artifacts>/export/<MODEL>)",
+    )
+    parser.add_argument(
+        "--inputs",
+        type=int,
+        default=64,
+        help="test images the exports are compared on (default: 64)",
+    )
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from bonexray.export import TOLERANCES, ParityError, export_model
+    from bonexray.models.files import keras_model_path
+
+    out = args.out or args.artifacts / "export" / args.model
+    try:
+        model_path = keras_model_path(args.artifacts / "models", args.model)
+        parity = export_model(model_path, args.artifacts / "features" / "bands", out, args.inputs)
+    except ParityError as exc:
+        print(f"bonexray export: parity check failed: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"bonexray export: error: {exc}", file=sys.stderr)
+        return 2
+    for variant, tolerance in TOLERANCES.items():
+        diffs = ", ".join(
+            f"{head} {parity[variant][f'{head}_max_abs_diff']:.2g}"
+            for head in ("region", "fracture")
+        )
+        print(f"{variant}: max |difference| from Keras {diffs} (tolerance {tolerance:g})")
+    print(
+        f"wrote {out}/saved_model, {out}/model.tflite and {out}/parity.json "
+        f"({parity['inputs']['count']} test images)"
+    )
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "compare": Command(
         "print the test metrics of every model and baseline side by side "
         "(after `dvc repro`; the HTML report is plots/report.html)",
         _configure_compare,
         _run_compare,
+    ),
+    "export": Command(
+        "export a trained Keras model as a TF SavedModel and a TFLite flatbuffer, and check "
+        "that both give the Keras model's probabilities on test images",
+        _configure_export,
+        _run_export,
     ),
     "synth": Command(
         "write the embedded synthetic sample (simulated radiographs in two "

@@ -1,0 +1,65 @@
+"""`bonexray export`: SavedModel and TFLite exports of tiny networks match the Keras model."""
+
+from __future__ import annotations
+
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import keras_tuner as kt  # noqa: E402
+import pytest  # noqa: E402
+from tiny_sample import CHANNELS, GRID, REGIONS, TINY_CONV, TINY_RNN, write_sample  # noqa: E402
+
+from bonexray import cli, export  # noqa: E402
+from bonexray.models.network import BoneHyperModel  # noqa: E402
+
+NETWORKS = {"cnn": (TINY_CONV, False), "cnn_rnn_nas": (TINY_RNN, True)}
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("artifacts")
+    write_sample(root / "features")  # features/bands, with the split column
+    keras.utils.set_random_seed(3)
+    for name, (space, rnn) in NETWORKS.items():
+        hypermodel = BoneHyperModel(
+            space, (GRID, GRID, CHANNELS), len(REGIONS), rnn, {"region": 1.0, "fracture": 1.0}
+        )
+        (root / "models" / name).mkdir(parents=True)
+        hypermodel.build(kt.HyperParameters()).save(root / "models" / name / "model.keras")
+    return root
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_exports_give_the_keras_probabilities(artifacts, name, capsys):
+    out = artifacts / "export" / name
+    assert cli.main(["export", name, "--artifacts", str(artifacts), "--inputs", "8"]) == 0
+    assert (out / "saved_model" / "saved_model.pb").is_file()
+    assert (out / "model.tflite").stat().st_size > 1000
+    parity = json.loads((out / "parity.json").read_text())
+    assert parity["passed"] and parity["inputs"]["count"] == 8  # 8 of the 12 test images
+    for variant, tolerance in export.TOLERANCES.items():
+        for head in ("region", "fracture"):
+            assert 0 <= parity[variant][f"{head}_max_abs_diff"] <= tolerance, (variant, head)
+    assert parity["tflite"]["ops"] == "TFLITE_BUILTINS"  # the BiLSTM too: no Flex delegate
+    assert "tflite: max |difference| from Keras" in capsys.readouterr().out
+
+
+def test_a_difference_above_the_tolerance_fails():
+    parity = {
+        "saved_model": {"region_max_abs_diff": 0.0, "fracture_max_abs_diff": 2e-5},
+        "tflite": {"region_max_abs_diff": float("nan"), "fracture_max_abs_diff": 1e-6},
+    }
+    assert export.failures(parity) == [
+        "saved_model fracture: max |difference| 2e-05 > tolerance 1e-05",
+        "tflite region: max |difference| nan > tolerance 0.0001",
+    ]
+
+
+def test_the_forest_and_missing_models_are_clear_errors(artifacts, capsys):
+    assert cli.main(["export", "rf", "--artifacts", str(artifacts)]) == 2
+    assert "random forest is not a Keras model" in capsys.readouterr().err
+    assert cli.main(["export", "cnn_nas", "--artifacts", str(artifacts)]) == 2
+    assert "cnn_nas/model.keras: no such model" in capsys.readouterr().err
