@@ -1,7 +1,9 @@
 """Stage evaluate: score every model and the baselines on test; write metrics, plots, report.
 
-Reads params: seed, taxonomy.regions, sources (report provenance), models (the model
-list: its keys plus "rf"), evaluate.
+Also one model card per model (--cards) and, with --models and --bands, the report's
+Grad-CAM overlays of the Keras models. Reads params: seed, taxonomy.regions, sources (report
+provenance, card citations), models (the model list: its keys plus "rf"), split (cards),
+evaluate.
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bonexray import evaluate, predictions, report
+from bonexray import evaluate, model_card, predictions, report
+from bonexray.models.files import FOREST, keras_model_path
 from bonexray.params import load
+from bonexray.shards import ShardReader
 from bonexray.taxonomy import Taxonomy
 
 
@@ -33,7 +37,22 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--plots", required=True, help="directory for the dvc plots CSVs")
     parser.add_argument("--report", required=True, help="path of the HTML report to write")
-    return parser.parse_args()
+    parser.add_argument(
+        "--train-metrics", required=True, help="directory of the training stages' <model>.json"
+    )
+    parser.add_argument("--cards", required=True, help="directory for the <model>.md cards")
+    parser.add_argument(
+        "--bands", help="band shard directory: the cards describe the networks' input with it"
+    )
+    parser.add_argument(
+        "--models",
+        help="directory of <model>/model.keras; with --bands the report shows each Keras "
+        "model's fracture Grad-CAM beside the example images (default: no Grad-CAM)",
+    )
+    args = parser.parse_args()
+    if args.models and not args.bands:
+        parser.error("--models needs --bands (the Grad-CAM inputs)")
+    return args
 
 
 def main() -> None:
@@ -58,8 +77,22 @@ def main() -> None:
         train_plots_dir=args.train_plots,
         trials_dir=args.trials,
         repair_dir=args.repair,
+        gradcam_models={m: keras_model_path(args.models, m) for m in models if m != FOREST}
+        if args.models
+        else None,
+        bands_dir=args.bands,
     )
     report.write(args.report, document)
+    model_card.write_cards(
+        scores,
+        models,
+        settings,
+        params,
+        labels,
+        train_metrics_dir=args.train_metrics,
+        out_dir=args.cards,
+        bands_meta=ShardReader(args.bands).meta if args.bands else None,
+    )
     for name in scores:
         frac, region = scores[name].metrics["fracture"], scores[name].metrics["region"]
         print(

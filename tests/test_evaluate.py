@@ -21,11 +21,40 @@ REGIONS = ["hand", "elbow", "shoulder", "hip", "leg"]
 MODELS = ["cnn_rnn_nas", "cnn_nas", "cnn", "rf"]
 # How informative each fabricated model is (0 = noise).
 SKILL = {"cnn_rnn_nas": 3.0, "cnn_nas": 2.5, "cnn": 2.0, "rf": 0.0}
+# metrics/train/<model>.json as the training stages write them (the cards read them).
+_KERAS_TRAINED = {
+    "best_epoch": 5,
+    "epochs_run": 9,
+    "n_train": 240,
+    "n_val": 80,
+    "search_trials": 4,
+    "best_hyperparameters": {"conv_blocks": 3, "filters": 16, "learning_rate": 0.00207},
+}
+_RF_HEAD = {
+    "best_cv_neg_log_loss": -0.65,
+    "best_params": {"n_estimators": 400, "max_depth": "none"},
+    "n_train": 240,
+}
+TRAINED = {
+    "cnn_rnn_nas": {**_KERAS_TRAINED, "best_hyperparameters": {"scan": "rows", "lstm_units": 32}},
+    "cnn_nas": {**_KERAS_TRAINED, "best_hyperparameters": {"pooling": "max"}},
+    "cnn": {**_KERAS_TRAINED, "search_trials": 0},
+    "rf": {"n_iter": 12, "cv": 3, "region": _RF_HEAD, "fracture": {**_RF_HEAD, "n_train": 228}},
+}
 PARAMS = {
     "seed": 7,
     "sources": {"clinic_a": {"kind": "folder", "path": "data/clinic_a"}},
     "taxonomy": {"regions": REGIONS},
-    "models": {"cnn_rnn_nas": {}, "cnn_nas": {}, "cnn": {}},
+    "models": {
+        "cnn_rnn_nas": {"rnn": True, "search": {"tuner": "bayesian"}},
+        "cnn_nas": {"rnn": False, "search": {"tuner": "random"}},
+        "cnn": {"rnn": False},
+    },
+    "split": {
+        "fractions": {"train": 0.6, "val": 0.2, "test": 0.2},
+        "near_duplicate_distance": 6,
+        "group_by_patient": True,
+    },
     "evaluate": {
         "bootstrap": 200,
         "operating_point": "youden",
@@ -102,6 +131,9 @@ def fabricate_repo(root: Path) -> Path:
     pd.DataFrame({"trial": ["t0", "t1"], "filters": [16, 32], "val_loss": [0.9, 0.7]}).to_csv(
         root / "plots" / "trials" / "cnn_rnn_nas.csv", index=False
     )
+    (root / "metrics" / "train").mkdir(parents=True)
+    for model in MODELS:
+        (root / "metrics" / "train" / f"{model}.json").write_text(json.dumps(TRAINED[model]))
     (root / "params.yaml").write_text(yaml.safe_dump(PARAMS))
     return root
 
@@ -139,6 +171,10 @@ def staged(repo: Path) -> Path:
             "plots/eval",
             "--report",
             "plots/report.html",
+            "--train-metrics",
+            "metrics/train",
+            "--cards",
+            "artifacts/cards",
         ],
         cwd=repo,
         check=True,
@@ -159,6 +195,16 @@ def test_stage_writes_per_model_metrics_and_a_flat_compare_file(staged: Path):
     assert all(not isinstance(v, dict) for v in compare.values())  # flat
     floats = [v for v in compare.values() if isinstance(v, float)]
     assert all(round(v, 4) == v for v in floats)
+
+
+def test_stage_writes_one_model_card_per_model(staged: Path):
+    cards = sorted(p.name for p in (staged / "artifacts" / "cards").iterdir())
+    assert cards == sorted(f"{m}.md" for m in MODELS)
+    auroc = json.loads((staged / "metrics" / "cnn.json").read_text())["fracture"]["auroc"]
+    assert (
+        f"| fracture AUROC | {auroc:.3f} |"
+        in (staged / "artifacts" / "cards" / "cnn.md").read_text()
+    )
 
 
 def test_compare_command_tabulates_every_model(staged: Path, capsys):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import os
+import re
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -10,11 +13,13 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
+from test_evaluate import PARAMS, fabricate_repo  # noqa: E402
 from tiny_sample import CHANNELS, GRID, REGIONS, TINY_CONV, TINY_RNN, write_sample  # noqa: E402
 
-from bonexray import gradcam  # noqa: E402
+from bonexray import evaluate, gradcam, predictions, report  # noqa: E402
 from bonexray.models.examples import load_examples  # noqa: E402
 from bonexray.models.network import build_network  # noqa: E402
+from bonexray.shards import ShardWriter  # noqa: E402
 from bonexray.training import targets  # noqa: E402
 
 SHAPE = (GRID, GRID, CHANNELS)
@@ -102,3 +107,49 @@ def test_overlay_is_rgb_at_image_size_and_leaves_cold_pixels_alone(tmp_path):
     np.testing.assert_array_equal(hot[GRID + 2 :], cold[GRID + 2 :])  # untouched bottom
     gradcam.save_overlay(tmp_path / "deep" / "x.png", image, heatmap)
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "deep" / "x.png")), hot)
+
+
+def test_the_report_shows_each_keras_models_gradcam_beside_its_examples(tmp_path):
+    root = fabricate_repo(tmp_path)  # 32 px repair images: a 16 px band grid
+    regions, models = PARAMS["taxonomy"]["regions"], list(PARAMS["models"]) + ["rf"]
+    labels = evaluate.read_labels(root / "artifacts" / "labels.parquet", regions)
+    tables = {
+        m: predictions.read(root / "artifacts" / "predictions" / f"{m}.parquet", regions)
+        for m in models
+    }
+    settings = evaluate.Settings.from_params(PARAMS)
+    scores = evaluate.evaluate_all(labels, tables, regions, settings)
+    rng = np.random.default_rng(0)
+    with ShardWriter(root / "bands", SHAPE, np.float32) as bands:
+        for item_id in labels["id"]:
+            bands.add(item_id, rng.normal(size=SHAPE).astype(np.float32))
+    paths = {}
+    for name, (space, rnn) in {"cnn": (TINY_CONV, False), "cnn_rnn_nas": (TINY_RNN, True)}.items():
+        paths[name] = root / "models" / name / "model.keras"
+        paths[name].parent.mkdir(parents=True)
+        keras.utils.set_random_seed(0)
+        build_network(space, SHAPE, len(regions), rnn, {"region": 1.0, "fracture": 1.0}).save(
+            paths[name]
+        )
+    document = report.build(
+        scores,
+        models,
+        regions,
+        settings,
+        sources=PARAMS["sources"],
+        labels=labels,
+        train_plots_dir=root / "plots" / "train",
+        trials_dir=root / "plots" / "trials",
+        repair_dir=root / "artifacts" / "repair",
+        gradcam_models=paths,
+        bands_dir=root / "bands",
+    )
+    examples = document.split("<section id=examples>")[1].split("</section>")[0]
+    overlays = re.findall(r"Grad-CAM' src='data:image/png;base64,([A-Za-z0-9+/=]+)'", examples)
+    assert len(overlays) == 2 * PARAMS["evaluate"]["report_examples"]
+    assert (
+        examples.count("Grad-CAM (fracture): cnn, cnn_rnn_nas")
+        == PARAMS["evaluate"]["report_examples"]
+    )
+    picture = np.asarray(Image.open(io.BytesIO(base64.b64decode(overlays[0]))))
+    assert picture.shape == (2 * GRID, 2 * GRID, 3) and picture.dtype == np.uint8

@@ -160,3 +160,12 @@ def test_bad_input_is_rejected():
         metrics.brier([0, 1, 1], [0.1, 0.2])
     with pytest.raises(ValueError, match="class indices"):
         metrics.region_scores(np.array([0, 3]), np.eye(2))
+
+
+def test_wilson_interval_by_hand():
+    # Wilson 95% for 8/10 and 0/10 (Newcombe 1998, Table I method 3).
+    assert metrics.wilson_interval(8, 10) == pytest.approx((0.4902, 0.9433), abs=1e-4)
+    assert metrics.wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert all(np.isnan(metrics.wilson_interval(0, 0)))
+    with pytest.raises(ValueError, match="11 successes out of 10"):
+        metrics.wilson_interval(11, 10)

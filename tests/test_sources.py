@@ -15,8 +15,11 @@ from bonexray.sources import (
     SourceConfigError,
     SourceWarning,
     adapters_from_params,
+    attribution,
     walk_files,
 )
+from bonexray.sources.datasets import FRACATLAS as FRACATLAS_DATASET
+from bonexray.sources.datasets import MURA, SYNTH_README_TITLE, SYNTHETIC_SAMPLE
 
 FRACATLAS = Path(os.environ.get("BONEXRAY_FRACATLAS", "../shared/data/fracatlas"))
 CLASS_NAMES = {"fractured": 1, "not_fractured": 0, "normal": 0}
@@ -224,3 +227,22 @@ def test_real_fracatlas_counts():
     assert counts[("mixed", 0)] + counts[("mixed", 1)] == 394
     assert adapter.problems == []
     assert found["dataset.csv"].role == "sidecar"
+
+
+def test_attribution_names_the_public_dataset_a_source_holds(tmp_path):
+    for folder in ("atlas", "MURA-v1.1/train/XR_HAND", "own_mura", "sample/clinic_b"):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "MURA-v1.1" / "train_labeled_studies.csv").write_text("path,label\n")
+    (tmp_path / "sample" / "README.md").write_text(f"{SYNTH_README_TITLE}\n\nWritten by ...\n")
+    cases = {
+        ("fracatlas", "atlas"): FRACATLAS_DATASET,
+        ("mura", "MURA-v1.1"): MURA,  # the study lists sit at the root
+        ("mura", "MURA-v1.1/train"): MURA,  # ... or just above it
+        ("mura", "own_mura"): None,  # a MURA-style tree of one's own
+        ("mura", "sample/clinic_b"): SYNTHETIC_SAMPLE,  # bonexray synth's README next to it
+        ("folder", "atlas"): None,
+        ("dicom", "atlas"): None,
+    }
+    for (kind, path), dataset in cases.items():
+        assert attribution({"kind": kind, "path": path}, tmp_path) == dataset, (kind, path)
+    assert "CC BY 4.0" in FRACATLAS_DATASET.licence and "arXiv:1712.06957" in MURA.citation

@@ -12,6 +12,8 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from bonexray import cli
 from bonexray.params import load
+from bonexray.sources import attribution
+from bonexray.sources.datasets import SYNTHETIC_SAMPLE
 from bonexray.synth import SynthError, generate
 from bonexray.synth import fracture as fx
 from bonexray.synth.anatomy import REGIONS, VARIANTS, build
@@ -46,6 +48,12 @@ def taxonomy() -> Taxonomy:
 def truth(out: Path) -> list[dict[str, str]]:
     with open(out / "ground_truth.csv", newline="") as f:
         return list(csv.DictReader(f))
+
+
+def test_model_cards_cite_the_sample_as_synthetic(sample):
+    out, _ = sample
+    for source, kind in (("clinic_a", "folder"), ("clinic_b", "mura")):
+        assert attribution({"kind": kind, "path": source}, out) == SYNTHETIC_SAMPLE
 
 
 def test_same_seed_gives_byte_identical_tree(sample, tmp_path):

@@ -156,6 +156,25 @@ def bootstrap_auroc_ci(
     return BootstrapCI(float(low), float(high), len(values))
 
 
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (accuracy, sensitivity, specificity).
+
+    Unlike the normal approximation it stays inside [0, 1] and is sensible at 0/n and n/n,
+    which small test sets (a handful of fractured hips) produce. NaNs when n is 0.
+    """
+    if n <= 0:
+        return float("nan"), float("nan")
+    if not 0 <= successes <= n:
+        raise ValueError(f"wilson_interval: {successes} successes out of {n}")
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + level / 2))
+    share = successes / n
+    centre = (share + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z * np.sqrt(share * (1 - share) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
 @dataclass(frozen=True)
 class OperatingPoint:
     threshold: float

@@ -12,7 +12,7 @@ import base64
 import html
 import io
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,7 @@ td.best { font-weight: bold; background: #e8f5e9; }
 .card { width: 150px; font-size: 0.75em; border: 3px solid; padding: 4px; }
 .card.right { border-color: #2e7d32; } .card.wrong { border-color: #c62828; }
 .card img { width: 142px; height: 142px; image-rendering: pixelated; display: block; }
+.card .images { display: flex; gap: 4px; }
 .muted { color: #777; }
 """
 
@@ -97,6 +98,8 @@ class Example:
     truth: str
     prediction: str
     correct: bool
+    # (Keras model, PNG base64 of its fracture Grad-CAM overlay on this image)
+    overlays: tuple[tuple[str, str], ...] = ()
 
 
 def _png_base64(image: np.ndarray) -> str:
@@ -134,6 +137,33 @@ def pick_examples(scores: Scores, reader: ShardReader, count: int, seed: int) ->
             )
         )
     return examples
+
+
+def with_gradcam(
+    examples: Sequence[Example],
+    images: ShardReader,
+    bands: ShardReader,
+    model_paths: Mapping[str, Path],
+) -> list[Example]:
+    """The examples with each model's fracture Grad-CAM overlaid on the working image.
+
+    One batch per model (the whole grid costs about a second per model on a CPU, most of it
+    loading the model); TensorFlow is imported only when there is something to explain.
+    """
+    if not examples or not model_paths:
+        return list(examples)
+    from bonexray import gradcam
+    from bonexray.models.files import load_keras_model
+
+    ids = [e.id for e in examples]
+    bands.require(ids, "the report's example images")
+    inputs, pictures = bands.take_ids(ids), images.take_ids(ids)
+    overlays: dict[str, list[tuple[str, str]]] = {i: [] for i in ids}
+    for name, path in model_paths.items():
+        heatmaps = gradcam.explain(load_keras_model(path), inputs)
+        for item_id, picture, heatmap in zip(ids, pictures, heatmaps, strict=True):
+            overlays[item_id].append((name, _png_base64(gradcam.overlay(picture, heatmap))))
+    return [replace(e, overlays=tuple(overlays[e.id])) for e in examples]
 
 
 # ---------------------------------------------------------------- figures
@@ -443,14 +473,28 @@ def summary_table(scores: Mapping[str, Scores], models: Sequence[str]) -> str:
 def _examples_html(examples: Sequence[Example], model: str) -> str:
     if not examples:
         return "<p class=muted>No test images available.</p>"
-    cards = [
-        f"<div class='card {'right' if e.correct else 'wrong'}'>"
-        f"<img alt='{html.escape(e.id)}' src='data:image/png;base64,{e.png_base64}'>"
-        f"<b>true</b> {html.escape(e.truth)}<br><b>{html.escape(model)}</b> "
-        f"{html.escape(e.prediction)}<br>"
-        f"<span class=muted>{html.escape(Path(e.id).name)}</span></div>"
-        for e in examples
-    ]
+    cards = []
+    for e in examples:
+        pictures = [f"<img alt='{html.escape(e.id)}' src='data:image/png;base64,{e.png_base64}'>"]
+        pictures += [
+            f"<img alt='{html.escape(name)} Grad-CAM' title='{html.escape(name)} Grad-CAM' "
+            f"src='data:image/png;base64,{png}'>"
+            for name, png in e.overlays
+        ]
+        width = 150 + 146 * len(e.overlays)
+        explained = (
+            f"<br><span class=muted>Grad-CAM (fracture): "
+            f"{html.escape(', '.join(name for name, _ in e.overlays))}</span>"
+            if e.overlays
+            else ""
+        )
+        cards.append(
+            f"<div class='card {'right' if e.correct else 'wrong'}' style='width:{width}px'>"
+            f"<div class=images>{''.join(pictures)}</div>"
+            f"<b>true</b> {html.escape(e.truth)}<br><b>{html.escape(model)}</b> "
+            f"{html.escape(e.prediction)}<br>"
+            f"<span class=muted>{html.escape(Path(e.id).name)}</span>{explained}</div>"
+        )
     return f"<div class=grid>{''.join(cards)}</div>"
 
 
@@ -503,7 +547,9 @@ def render(
     sections.append(
         f"<section id=examples><h2>Test images: {html.escape(best)}</h2>"
         f"<p>{html.escape(best)} has the best validation score (mean of region macro-F1 and "
-        "fracture AUROC on VAL). Green: every known label right; red: some label wrong.</p>"
+        "fracture AUROC on VAL). Green: every known label right; red: some label wrong. "
+        "Beside each image, where present: each Keras model's Grad-CAM of its fracture score "
+        "(bright: raised it most), which shows what the model used, not where a fracture is.</p>"
         f"{_examples_html(examples, best)}</section>"
     )
     provenance_items = "".join(f"<li>{html.escape(line)}</li>" for line in provenance)
@@ -539,13 +585,21 @@ def build(
     train_plots_dir: str | Path,
     trials_dir: str | Path,
     repair_dir: str | Path,
+    gradcam_models: Mapping[str, Path] | None = None,
+    bands_dir: str | Path | None = None,
 ) -> str:
     """Read the report's other inputs (DVCLive curves, trials, images) and render it.
 
     Training curves and trials are optional (the random forest has no curves, the fixed
-    CNN no search); the test images come from the repair shards.
+    CNN no search); the test images come from the repair shards. With ``gradcam_models``
+    (Keras model name -> model.keras) and ``bands_dir``, each example shows those models'
+    fracture Grad-CAM.
     """
     best = best_model(scores, models)
+    images = ShardReader(repair_dir)
+    examples = pick_examples(scores[best], images, settings.report_examples, settings.seed)
+    if gradcam_models and bands_dir is not None:
+        examples = with_gradcam(examples, images, ShardReader(bands_dir), gradcam_models)
     return render(
         scores,
         models,
@@ -553,9 +607,7 @@ def build(
         provenance=provenance(sources, labels),
         training_curves={m: read_training_curves(Path(train_plots_dir) / m) for m in models},
         trials={m: read_trials(Path(trials_dir) / f"{m}.csv") for m in models},
-        examples=pick_examples(
-            scores[best], ShardReader(repair_dir), settings.report_examples, settings.seed
-        ),
+        examples=examples,
         best=best,
         settings=settings,
     )

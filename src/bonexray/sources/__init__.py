@@ -18,6 +18,7 @@ from bonexray.sources.base import (
     is_sidecar,
     walk_files,
 )
+from bonexray.sources.datasets import SYNTHETIC_SAMPLE, Dataset, is_synthetic_sample
 from bonexray.sources.dicom import DicomAdapter
 from bonexray.sources.folder import FolderAdapter
 from bonexray.sources.fracatlas import FracAtlasAdapter
@@ -37,6 +38,7 @@ __all__ = [
     "SourceFile",
     "SourceWarning",
     "adapters_from_params",
+    "attribution",
     "is_sidecar",
     "walk_files",
 ]
@@ -72,3 +74,15 @@ def adapters_from_params(params: Mapping[str, Any], base: str | Path = ".") -> l
         options = {k: v for k, v in spec.items() if k not in ("kind", "path")}
         adapters.append(REGISTRY[kind](str(name), root, **options))
     return adapters
+
+
+def attribution(spec: Mapping[str, Any], base: str | Path = ".") -> Dataset | None:
+    """The dataset a params.yaml source entry reads, for citing it; None for one's own data.
+
+    The embedded synthetic sample comes first: it uses the folder and mura layouts.
+    """
+    root = Path(base) / str(spec.get("path", ""))
+    if is_synthetic_sample(root):
+        return SYNTHETIC_SAMPLE
+    adapter = REGISTRY.get(str(spec.get("kind")))
+    return adapter.recognise(root) if adapter else None

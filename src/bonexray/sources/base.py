@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from bonexray.sources.datasets import Dataset
 from bonexray.taxonomy import normalise_token
 
 # Adapters yield "image" or "sidecar"; census adds "unassigned" for files no source claims.
@@ -77,10 +78,19 @@ class Adapter(ABC):
 
     Options are the keys of the source's params.yaml entry other than `kind` and `path`;
     unknown ones are refused so that a typo cannot silently fall back to a default.
+    `dataset` is the public dataset of the layout, if there is one (sources/datasets.py);
+    `patient_ids` says whether the layout gives patient and study ids (split groups by them).
     """
 
     kind: ClassVar[str]
     option_defaults: ClassVar[Mapping[str, Any]] = {}
+    dataset: ClassVar[Dataset | None] = None
+    patient_ids: ClassVar[bool] = False
+
+    @classmethod
+    def recognise(cls, root: Path) -> Dataset | None:
+        """The public dataset under ``root``; None for a user's own data in this layout."""
+        return cls.dataset
 
     def __init__(self, name: str, root: str | Path, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.option_defaults))

@@ -30,6 +30,7 @@ PREAMBLE_FREE_SUFFIXES = frozenset({".dcm", ".dicom", ".dic"})
 
 class DicomAdapter(Adapter):
     kind = "dicom"
+    patient_ids = True
 
     def scan(self) -> Iterator[SourceFile]:
         not_dicom = 0

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bonexray.sources.base import Adapter, SourceConfigError, SourceFile, is_sidecar, walk_files
+from bonexray.sources.datasets import FRACATLAS
 
 REGION_FLAGS = ("hand", "leg", "hip", "shoulder")
 VIEW_FLAGS = ("frontal", "lateral", "oblique")
@@ -30,6 +31,7 @@ METADATA_FOLDERS = frozenset({"annotations", "fracture_split"})
 class FracAtlasAdapter(Adapter):
     kind = "fracatlas"
     option_defaults = {"csv": "dataset.csv", "images": "images"}
+    dataset = FRACATLAS
 
     def scan(self) -> Iterator[SourceFile]:
         rows = self.read_csv()

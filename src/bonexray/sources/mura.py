@@ -20,7 +20,10 @@ from bonexray.sources.base import (
     split_name,
     walk_files,
 )
+from bonexray.sources.datasets import MURA, Dataset
 
+# Real MURA ships these next to train/ and valid/; a MURA-style tree of one's own has none.
+MURA_FILES = ("train_labeled_studies.csv", "valid_labeled_studies.csv")
 REGION = re.compile(r"^xr_.+$", re.IGNORECASE)
 PATIENT = re.compile(r"^patient\w+$", re.IGNORECASE)
 STUDY = re.compile(r"^(study\w*?)_(positive|negative)$", re.IGNORECASE)
@@ -29,6 +32,14 @@ STUDY = re.compile(r"^(study\w*?)_(positive|negative)$", re.IGNORECASE)
 class MuraAdapter(Adapter):
     kind = "mura"
     option_defaults = {"positive_is_fracture": False}
+    dataset = MURA
+    patient_ids = True
+
+    @classmethod
+    def recognise(cls, root: Path) -> Dataset | None:
+        """MURA itself when its study lists sit at the root (or above train/, valid/)."""
+        folders = (Path(root), Path(root).parent)
+        return cls.dataset if any((f / n).is_file() for f in folders for n in MURA_FILES) else None
 
     def __init__(self, name: str, root: str | Path, **options: Any) -> None:
         super().__init__(name, root, **options)

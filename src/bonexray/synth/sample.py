@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from bonexray.sources.datasets import SYNTH_README_TITLE
 from bonexray.synth import mess
 from bonexray.synth.encode import SUFFIX, encode
 from bonexray.synth.geometry import Array
@@ -353,7 +354,7 @@ def _readme(summary: dict[str, Any]) -> str:
         f"- `{m['kind']}`: `{m['path']}`: {m['detail']}" for m in summary["mess"]
     )
     regions = ", ".join(f"{k} {v}" for k, v in summary["by_region"].items())
-    return f"""# Embedded synthetic sample
+    return f"""{SYNTH_README_TITLE}
 
 Written by `bonexray synth --seed {summary["seed"]} --scale {summary["scale"]}`. The same seed
 and scale give byte-identical files.
