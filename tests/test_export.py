@@ -58,6 +58,15 @@ def test_a_difference_above_the_tolerance_fails():
     ]
 
 
+def test_an_export_above_its_tolerance_fails_after_writing_the_figures(artifacts, tmp_path):
+    model = artifacts / "models" / "cnn" / "model.keras"
+    impossible = {"saved_model": -1.0, "tflite": -1.0}  # no difference is below it
+    with pytest.raises(export.ParityError, match=r"parity.json: saved_model region"):
+        export.export_model(model, artifacts / "features" / "bands", tmp_path, 4, impossible)
+    parity = json.loads((tmp_path / "parity.json").read_text())
+    assert parity["passed"] is False and parity["tflite"]["tolerance"] == -1.0
+
+
 def test_the_forest_and_missing_models_are_clear_errors(artifacts, capsys):
     assert cli.main(["export", "rf", "--artifacts", str(artifacts)]) == 2
     assert "random forest is not a Keras model" in capsys.readouterr().err

@@ -143,6 +143,12 @@ def _configure_export(parser: argparse.ArgumentParser) -> None:
         default=64,
         help="test images the exports are compared on (default: 64)",
     )
+    parser.epilog = (
+        "Writes <out>/saved_model/, <out>/model.tflite (builtin ops, one image per call) and "
+        "<out>/parity.json (largest |difference| of each head's probabilities from the Keras "
+        "model). Exit status 1 when a difference exceeds its tolerance (bonexray.export."
+        "TOLERANCES, recorded in parity.json), 2 on a missing or unreadable input."
+    )
 
 
 def _run_export(args: argparse.Namespace) -> int:
@@ -150,6 +156,9 @@ def _run_export(args: argparse.Namespace) -> int:
     from bonexray.models.files import keras_model_path
 
     out = args.out or args.artifacts / "export" / args.model
+    if args.inputs < 1:
+        print("bonexray export: error: --inputs must be at least 1", file=sys.stderr)
+        return 2
     try:
         model_path = keras_model_path(args.artifacts / "models", args.model)
         parity = export_model(model_path, args.artifacts / "features" / "bands", out, args.inputs)
