@@ -134,10 +134,10 @@ def _download(
             if have < size:  # the server closed the response early without an error
                 failures.append(f"connection closed after {have} bytes")
     if have < size:
+        kept = f"; its first {have} bytes are kept in {part}" if have else ""
         raise DownloadError(
-            f"{url}: download interrupted after {have} of {size} bytes "
-            f"({len(failures)} attempts; last: {failures[-1]}); the partial file {part} "
-            "is kept: run the same command again to resume"
+            f"{url}: download failed after {len(failures)} attempts (last: {failures[-1]})"
+            f"{kept}: run the same command again to {'resume' if have else 'retry'}"
         )
 
 
