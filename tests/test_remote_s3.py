@@ -133,12 +133,16 @@ def test_pull_restores_identical_bytes_into_a_wiped_cache(origin, s3, log, tmp_p
     assert stored["KeyCount"] >= len(DATA)  # pushed to the bucket, not somewhere else
     repo = tmp_path / "repo"
     shutil.copytree(origin, repo, symlinks=True)  # the same machine, config.local and all
-    shutil.rmtree(repo / ".dvc" / "cache")
-    shutil.rmtree(repo / "data")
-    dvc(repo, "pull", "data.dvc", environ=aws_env(log))
+    for wiped in (".dvc/cache", "data", "result"):
+        shutil.rmtree(repo / wiped)
+    before = runs(log)
+    dvc(repo, "pull", environ=aws_env(log))
     for name, data in DATA.items():
         assert (repo / "data" / name).read_bytes() == data, name
-    assert "in sync" in dvc(repo, "status", "--cloud", "data.dvc", environ=aws_env(log))
+    summary = "result/summary.txt"
+    assert (repo / summary).read_bytes() == (origin / summary).read_bytes()
+    assert "in sync" in dvc(repo, "status", "--cloud", environ=aws_env(log))
+    assert runs(log) == before
 
 
 def test_clone_needs_credentials_from_its_own_machine(origin, log, tmp_path):
