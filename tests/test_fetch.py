@@ -201,6 +201,15 @@ def test_wrong_pinned_sha256_is_refused(server, workdir, capsys):
     assert not (workdir / "data").exists()
 
 
+def test_wrong_file_at_the_archive_path_is_left_alone(server, workdir, capsys):
+    base, behaviour = server
+    archive = workdir / "mine.zip"
+    archive.write_bytes(b"someone else's file")
+    assert cli(*pinned(f"{base}/FracAtlas.zip", "--archive", str(archive))) == 1
+    assert f"{archive}: 19 bytes, expected {EXPECTED.size}" in capsys.readouterr().err
+    assert archive.read_bytes() == b"someone else's file" and behaviour.ranges == []
+
+
 def test_cut_response_is_resumed_with_a_range_request(server, tmp_path):
     base, behaviour = server
     half = len(PAYLOAD) // 2
@@ -243,6 +252,17 @@ def test_partial_file_is_resumed_or_restarted_cleanly(
     dest.with_name("FracAtlas.zip.part").write_bytes(part_bytes)
     fetch_verified(f"{base}/FracAtlas.zip", dest, EXPECTED)
     assert dest.read_bytes() == PAYLOAD and behaviour.ranges == ranges
+
+
+def test_range_beyond_a_changed_file_restarts_and_reports_its_size(server, tmp_path):
+    base, behaviour = server
+    behaviour.payload = PAYLOAD[:40]  # the server's file is not the one the .part began
+    dest = tmp_path / "FracAtlas.zip"
+    dest.with_name("FracAtlas.zip.part").write_bytes(PAYLOAD[:50])
+    with pytest.raises(DownloadError, match=f"sends 40 bytes, expected {EXPECTED.size}"):
+        fetch_verified(f"{base}/FracAtlas.zip", dest, EXPECTED)
+    assert behaviour.ranges == ["bytes=50-", None]  # 416, then the whole file asked for
+    assert not dest.with_name("FracAtlas.zip.part").exists()
 
 
 def test_part_that_is_not_a_prefix_fails_verification_and_is_deleted(server, tmp_path):

@@ -97,7 +97,7 @@ def fetch(
     `url`, `expected`: override the release's pinned URL and size/digests.
     """
     out = Path(out)
-    if out.exists() and not (out.is_dir() and not any(out.iterdir())) and not force:
+    if out.exists() and not force and (not out.is_dir() or any(out.iterdir())):
         raise FetchError(f"{out} already exists and is not empty; pass --force to replace it")
     archive = Path(archive) if archive else default_cache() / release.archive_name
     digests, downloaded = fetch_verified(
