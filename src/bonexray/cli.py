@@ -118,12 +118,126 @@ def _run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hex(length: int) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if len(text) != length or any(c not in "0123456789abcdefABCDEF" for c in text):
+            raise argparse.ArgumentTypeError(f"expected {length} hex digits, got {text!r}")
+        return text.lower()
+
+    return parse
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of bytes, got {text!r}")
+    return int(text)
+
+
+def _configure_fetch(parser: argparse.ArgumentParser) -> None:
+    from bonexray.fetch import RELEASES, default_cache  # stdlib, yaml and tqdm only
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = (
+        "The archive is downloaded to a .part file and resumed (HTTP Range) when a run is\n"
+        "interrupted: run the same command again. It is kept only once its size and MD5\n"
+        "(and SHA-256, when given) match, then extracted safely (no paths outside the\n"
+        "output, no links, size limits) and moved into place. The command prints the\n"
+        "params.yaml sources entry to add; it never edits params.yaml.\n\n"
+        "exit status: 0 fetched; 1 download, checksum or archive failure (the message says\n"
+        "which file and why); 2 bad arguments or an existing output without --force.\n\n"
+        + "\n".join(
+            f"{r.name}: {r.url} ({r.expected.size} bytes, md5 {r.expected.md5}), "
+            f"doi:{r.doi}, {r.licence}"
+            for r in RELEASES.values()
+        )
+    )
+    parser.add_argument("dataset", choices=sorted(RELEASES), help="which dataset to fetch")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="folder to place the dataset in (default: data/<dataset>); must be absent or "
+        "empty unless --force",
+    )
+    parser.add_argument(
+        "--archive",
+        type=Path,
+        help="where the archive is downloaded to and resumed from; an archive already there "
+        f"is used if it verifies (default: {default_cache()}/<archive name>)",
+    )
+    parser.add_argument(
+        "--url",
+        help="download from this URL instead (e.g. a mirror; the pinned size and MD5 still "
+        "apply unless --size/--md5 are given)",
+    )
+    parser.add_argument(
+        "--md5", type=_hex(32), help="expected MD5 of the archive (default: the pinned one)"
+    )
+    parser.add_argument(
+        "--sha256",
+        type=_hex(64),
+        help="also require this SHA-256 (a first fetch prints the archive's, to pin it)",
+    )
+    parser.add_argument(
+        "--size",
+        type=_positive_int,
+        help="expected size of the archive in bytes (default: the pinned one)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="replace the output folder if it is not empty"
+    )
+
+
+def _run_fetch(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from bonexray.archive import ArchiveError
+    from bonexray.download import DownloadError
+    from bonexray.fetch import RELEASES, FetchError, fetch, source_entry
+
+    release = RELEASES[args.dataset]
+    out = args.out or Path("data") / release.name
+    overrides = {"size": args.size, "md5": args.md5, "sha256": args.sha256}
+    expected = replace(release.expected, **{k: v for k, v in overrides.items() if v})
+    try:
+        done = fetch(
+            release, out, archive=args.archive, url=args.url, expected=expected, force=args.force
+        )
+    except FetchError as exc:
+        print(f"bonexray fetch: error: {exc}", file=sys.stderr)
+        return 2
+    except (DownloadError, ArchiveError, OSError) as exc:
+        print(f"bonexray fetch: error: {exc}", file=sys.stderr)
+        return 1
+    checked = "size, md5" + (", sha256" if expected.sha256 else "")
+    how = "downloaded" if done.downloaded else "already downloaded"
+    print(
+        f"{release.name}: {done.files} files in {done.out} "
+        f"({how}: {done.archive}; {checked} verified)"
+    )
+    if not expected.sha256:
+        print(f"sha256 of the archive: {done.digests.sha256} (pass --sha256 to require it)")
+    print(
+        "\nTo use it, add this source to params.yaml (drop the sample's entries under "
+        "sources: to train on it alone):\n\n"
+        + source_entry(release, out)
+        + "\nthen `dvc add data` (README: Real data).\n"
+        f"\nLicence {release.licence} (doi:{release.doi}); cite: {release.citation}"
+    )
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "compare": Command(
         "print the test metrics of every model and baseline side by side "
         "(after `dvc repro`; the HTML report is plots/report.html)",
         _configure_compare,
         _run_compare,
+    ),
+    "fetch": Command(
+        "download a public dataset (FracAtlas), verify its checksums, extract it safely "
+        "under data/ and print the params.yaml source to add",
+        _configure_fetch,
+        _run_fetch,
     ),
     "synth": Command(
         "write the embedded synthetic sample (simulated radiographs in two "
