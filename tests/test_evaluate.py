@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from bonexray import cli, evaluate, metrics, predictions
+from bonexray import cli, evaluate, metrics, predictions, serving
 from bonexray.shards import ShardWriter
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,6 +166,29 @@ def test_stage_writes_per_model_metrics_and_a_flat_compare_file(staged: Path):
     assert all(not isinstance(v, dict) for v in compare.values())  # flat
     floats = [v for v in compare.values() if isinstance(v, float)]
     assert all(round(v, 4) == v for v in floats)
+
+
+def test_stage_writes_serving_records_with_the_best_model_chosen_on_val(staged: Path):
+    directory = staged / "artifacts" / "serving"
+    assert serving.available(directory) == sorted(MODELS)  # models only, no baselines
+    assert serving.best_model(directory) == "cnn_rnn_nas"  # the most skilful fabricated model
+    assert serving.read(directory).model == "cnn_rnn_nas"
+    for model in MODELS:
+        record = serving.read(directory, model)
+        nested = json.loads((staged / "metrics" / f"{model}.json").read_text())
+        assert record.kind == ("forest" if model == "rf" else "keras")
+        assert record.artifact == f"models/{model}"
+        assert record.regions == tuple(REGIONS)
+        assert record.calibration == "temperature" and record.operating_point == "youden"
+        frac = nested["fracture"]
+        assert record.threshold == pytest.approx(frac["threshold"], abs=1e-4)
+        assert record.temperatures.fracture == pytest.approx(frac["temperature"], abs=1e-4)
+        assert record.temperatures.region == pytest.approx(
+            nested["region"]["temperature"], abs=1e-4
+        )
+        assert record.test["fracture_auroc"] == frac["auroc"]
+    with pytest.raises(serving.ServingError, match="no serving record for model 'resnet'"):
+        serving.read(directory, "resnet")
 
 
 def test_compare_command_tabulates_every_model(staged: Path, capsys):

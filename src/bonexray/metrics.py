@@ -35,8 +35,9 @@ from sklearn.metrics import (
 
 OperatingPointMethod = Literal["youden", "sensitivity"]
 # Probabilities are kept this far from 0 and 1 wherever a logarithm is taken: a model (or
-# the majority baseline) that says 0 or 1 would otherwise give an infinite loss.
-PROBABILITY_EPS = 1e-6
+# the majority baseline) that says 0 or 1 would otherwise give an infinite loss. Tiny, so
+# that clipping merges (ties) only probabilities that are 0 or 1 to float precision.
+PROBABILITY_EPS = 1e-12
 
 
 def _binary(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
