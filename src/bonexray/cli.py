@@ -108,6 +108,7 @@ def _run_compare(args: argparse.Namespace) -> int:
         "fracture_sensitivity": "sens",
         "fracture_specificity": "spec",
         "fracture_ece": "ECE",
+        "fracture_ece_uncalibrated": "raw ECE",
     }
     print(
         f"test split of {args.metrics} (region n={flat.get('test_set.region_n')}, "
@@ -185,8 +186,12 @@ def _run_predict(args: argparse.Namespace) -> int:
     if args.out is None:
         sys.stdout.write(text)
     else:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(text)
+        except OSError as exc:
+            print(f"bonexray predict: error: {args.out}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
     failed = int((table["error"] != "").sum())
     if failed:
         print(
