@@ -101,8 +101,9 @@ class Preprocessing:
         artifacts_dir = Path(artifacts_dir)
         meta_dir = artifacts_dir / FEATURES_DIR / (BANDS_DIR if kind == "keras" else VECTORS_DIR)
         meta = _shard_meta(meta_dir)
-        built = {f"features.{k}": meta.get(k) for k in asdict(config) if k != "shard_size"}
+        # shard_size only packs the arrays; every other features key changes them.
         wanted = {f"features.{k}": v for k, v in asdict(config).items() if k != "shard_size"}
+        built = {key: meta.get(key.removeprefix("features.")) for key in wanted}
         repair_dir = artifacts_dir / REPAIR_DIR
         if (repair_dir / shards.META).is_file():  # a served copy may ship without the images
             repair_meta = shards.read_meta(repair_dir)
