@@ -1,4 +1,5 @@
-"""Stage evaluate: score every model and the baselines on test; write metrics, plots, report.
+"""Stage evaluate: score every model and the baselines on test; write metrics, plots, report,
+and the serving records that `bonexray predict` reads.
 
 Reads params: seed, taxonomy.regions, sources (report provenance), models (the model
 list: its keys plus "rf"), evaluate.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bonexray import evaluate, predictions, report
+from bonexray import evaluate, predictions, report, serving
 from bonexray.params import load
 from bonexray.taxonomy import Taxonomy
 
@@ -33,6 +34,11 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--plots", required=True, help="directory for the dvc plots CSVs")
     parser.add_argument("--report", required=True, help="path of the HTML report to write")
+    parser.add_argument(
+        "--serving",
+        required=True,
+        help="directory for the serving records <model>.json and best.json (bonexray predict)",
+    )
     return parser.parse_args()
 
 
@@ -48,6 +54,8 @@ def main() -> None:
     scores = evaluate.evaluate_all(labels, tables, regions, settings)
     evaluate.write_metrics(scores, models, args.metrics)
     evaluate.write_plots(scores, models, args.plots)
+    best = evaluate.best_model(scores, models)
+    serving.write(evaluate.serving_records(scores, models, regions, settings), best, args.serving)
     document = report.build(
         scores,
         models,
@@ -64,8 +72,10 @@ def main() -> None:
         frac, region = scores[name].metrics["fracture"], scores[name].metrics["region"]
         print(
             f"{name:>18}: region accuracy {region['accuracy']:.3f}, "
-            f"fracture AUROC {frac['auroc']:.3f}"
+            f"fracture AUROC {frac['auroc']:.3f}, ECE {frac['ece_uncalibrated']:.3f} -> "
+            f"{frac['ece']:.3f} (T {frac['temperature']:.2f})"
         )
+    print(f"best model on val: {best} (serving records in {args.serving})")
 
 
 if __name__ == "__main__":

@@ -8,10 +8,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from dvcrepo import commit, dvc, run
 
+from bonexray import serving
 from bonexray.params import load, section
 
 pytestmark = pytest.mark.slow
@@ -106,6 +109,24 @@ def test_census_lists_every_file_and_split_has_no_leakage(reproduced):
 def test_second_repro_is_a_no_op(reproduced):
     assert changed_stages(reproduced) == set()
     assert "up to date" in dvc(reproduced, "repro")
+
+
+def test_predict_with_the_best_model_matches_the_pipeline(reproduced, tmp_path):
+    """`bonexray predict` on a few embedded-sample test images, default (best) model: exit
+    0, and the pipeline's own predictions for them, temperature-scaled as evaluate fitted."""
+    record = serving.read(reproduced / "artifacts" / "serving")  # best.json's model
+    labels = pd.read_parquet(reproduced / "artifacts" / "labels.parquet")
+    chosen = labels.loc[labels["split"] == "test", "id"].head(4).tolist()
+    out = tmp_path / "predict.json"
+    command = ["predict", *chosen, "--format", "json", "--out", str(out)]
+    run(reproduced, sys.executable, "-m", "bonexray.cli", *command)
+    rows = pd.DataFrame(json.loads(out.read_text()))
+    assert rows["path"].tolist() == chosen and (rows["error"] == "").all()
+    assert (rows["model"] == record.model).all() and rows["region"].isin(record.regions).all()
+    stage = pd.read_parquet(reproduced / "artifacts" / "predictions" / f"{record.model}.parquet")
+    expected = record.temperatures.fracture_proba(stage.set_index("id").loc[chosen, "p_fracture"])
+    np.testing.assert_allclose(rows["p_fracture"], expected, atol=2e-6)
+    assert (rows["fracture"] == (expected >= record.threshold).astype(int)).all()
 
 
 def test_data_stages_are_bit_reproducible_across_clones(reproduced, tmp_path_factory):

@@ -90,12 +90,20 @@ def predict_frame(
     searches: Mapping[str, RandomizedSearchCV], examples: Examples, regions: Sequence[str]
 ) -> pd.DataFrame:
     """The predictions table; regions absent from training get probability 0."""
-    region_model, fracture_model = searches["region"], searches["fracture"]
-    region = np.zeros((len(examples), len(regions)))
-    region[:, region_model.classes_] = region_model.predict_proba(examples.features)
-    positive = list(fracture_model.classes_).index(1)
-    fracture = fracture_model.predict_proba(examples.features)[:, positive]
+    region, fracture = predict_heads(searches, examples.features, len(regions))
     return predictions.to_frame(examples.ids, examples.split, region, fracture, regions)
+
+
+def predict_heads(
+    forests: Mapping[str, Any], features: np.ndarray, n_regions: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(region probabilities (n, n_regions), fracture probabilities (n,)) of the two forests
+    (fitted searches or load_forests' estimators), keyed by head."""
+    region_model, fracture_model = forests["region"], forests["fracture"]
+    region = np.zeros((len(features), n_regions))
+    region[:, region_model.classes_] = region_model.predict_proba(features)
+    positive = list(fracture_model.classes_).index(1)
+    return region, fracture_model.predict_proba(features)[:, positive]
 
 
 def train_rf(
@@ -138,6 +146,17 @@ def train_rf(
     Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
     Path(metrics_path).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics
+
+
+def load_forests(model_dir: str | Path) -> dict[str, Any]:
+    """The fitted forests of train_rf, keyed "region" and "fracture"."""
+    forests = {}
+    for head in HEADS:
+        path = Path(model_dir) / f"{head}.joblib"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such forest (run the train_rf stage)")
+        forests[head] = joblib.load(path)
+    return forests
 
 
 def _json_value(value: Any) -> Any:
