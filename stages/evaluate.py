@@ -1,4 +1,5 @@
-"""Stage evaluate: score every model and the baselines on test; write metrics, plots, report.
+"""Stage evaluate: score every model and the baselines on test; write metrics, plots, report,
+and the serving records that `bonexray predict` reads.
 
 Also one model card per model (--cards) and, with --models and --bands, the report's
 Grad-CAM overlays of the Keras models. Reads params: seed, taxonomy.regions, sources (report
@@ -11,8 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bonexray import evaluate, model_card, predictions, report
-from bonexray.models.files import FOREST, keras_model_path
+from bonexray import evaluate, model_card, predictions, report, serving
+from bonexray.models.files import keras_model_path
 from bonexray.params import load
 from bonexray.shards import ShardReader
 from bonexray.taxonomy import Taxonomy
@@ -37,6 +38,11 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--plots", required=True, help="directory for the dvc plots CSVs")
     parser.add_argument("--report", required=True, help="path of the HTML report to write")
+    parser.add_argument(
+        "--serving",
+        required=True,
+        help="directory for the serving records <model>.json and best.json (bonexray predict)",
+    )
     parser.add_argument(
         "--train-metrics", required=True, help="directory of the training stages' <model>.json"
     )
@@ -67,6 +73,9 @@ def main() -> None:
     scores = evaluate.evaluate_all(labels, tables, regions, settings)
     evaluate.write_metrics(scores, models, args.metrics)
     evaluate.write_plots(scores, models, args.plots)
+    best = evaluate.best_model(scores, models)
+    keras_models = [m for m in models if m != evaluate.FOREST_MODEL]
+    serving.write(evaluate.serving_records(scores, models, regions, settings), best, args.serving)
     document = report.build(
         scores,
         models,
@@ -77,9 +86,9 @@ def main() -> None:
         train_plots_dir=args.train_plots,
         trials_dir=args.trials,
         repair_dir=args.repair,
-        gradcam_models={m: keras_model_path(args.models, m) for m in models if m != FOREST}
-        if args.models
-        else None,
+        gradcam_models=(
+            {m: keras_model_path(args.models, m) for m in keras_models} if args.models else None
+        ),
         bands_dir=args.bands,
     )
     report.write(args.report, document)
@@ -97,8 +106,10 @@ def main() -> None:
         frac, region = scores[name].metrics["fracture"], scores[name].metrics["region"]
         print(
             f"{name:>18}: region accuracy {region['accuracy']:.3f}, "
-            f"fracture AUROC {frac['auroc']:.3f}"
+            f"fracture AUROC {frac['auroc']:.3f}, ECE {frac['ece_uncalibrated']:.3f} -> "
+            f"{frac['ece']:.3f} (T {frac['temperature']:.2f})"
         )
+    print(f"best model on val: {best} (serving records in {args.serving})")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from bonexray import cli, evaluate, metrics, predictions
+from bonexray import cli, evaluate, metrics, predictions, serving
 from bonexray.shards import ShardWriter
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,6 +60,7 @@ PARAMS = {
         "operating_point": "youden",
         "target_sensitivity": 0.9,
         "calibration_bins": 10,
+        "calibration": "temperature",
         "report_examples": 12,
         "score_region_sources": ["original", "synonym"],
     },
@@ -171,6 +172,8 @@ def staged(repo: Path) -> Path:
             "plots/eval",
             "--report",
             "plots/report.html",
+            "--serving",
+            "artifacts/serving",
             "--train-metrics",
             "metrics/train",
             "--cards",
@@ -187,6 +190,10 @@ def test_stage_writes_per_model_metrics_and_a_flat_compare_file(staged: Path):
     for model in MODELS:
         nested = json.loads((staged / "metrics" / f"{model}.json").read_text())
         assert set(nested) == {"region", "fracture", "selection"}
+        for head in ("region", "fracture"):
+            assert {"temperature", "ece", "ece_uncalibrated", "nll", "nll_uncalibrated"} <= set(
+                nested[head]
+            )
         assert set(nested["fracture"]["auroc_by_region"]) == set(REGIONS)
     compare = json.loads((staged / "metrics" / "compare.json").read_text())
     for name in [*MODELS, "baseline_majority", "baseline_chance"]:
@@ -205,6 +212,29 @@ def test_stage_writes_one_model_card_per_model(staged: Path):
         f"| fracture AUROC | {auroc:.3f} |"
         in (staged / "artifacts" / "cards" / "cnn.md").read_text()
     )
+
+
+def test_stage_writes_serving_records_with_the_best_model_chosen_on_val(staged: Path):
+    directory = staged / "artifacts" / "serving"
+    assert serving.available(directory) == sorted(MODELS)  # models only, no baselines
+    assert serving.best_model(directory) == "cnn_rnn_nas"  # the most skilful fabricated model
+    assert serving.read(directory).model == "cnn_rnn_nas"
+    for model in MODELS:
+        record = serving.read(directory, model)
+        nested = json.loads((staged / "metrics" / f"{model}.json").read_text())
+        assert record.kind == ("forest" if model == "rf" else "keras")
+        assert record.artifact == f"models/{model}"
+        assert record.regions == tuple(REGIONS)
+        assert record.calibration == "temperature" and record.operating_point == "youden"
+        frac = nested["fracture"]
+        assert record.threshold == pytest.approx(frac["threshold"], abs=1e-4)
+        assert record.temperatures.fracture == pytest.approx(frac["temperature"], abs=1e-4)
+        assert record.temperatures.region == pytest.approx(
+            nested["region"]["temperature"], abs=1e-4
+        )
+        assert record.test["fracture_auroc"] == frac["auroc"]
+    with pytest.raises(serving.ServingError, match="no serving record for model 'resnet'"):
+        serving.read(directory, "resnet")
 
 
 def test_compare_command_tabulates_every_model(staged: Path, capsys):
@@ -275,20 +305,31 @@ def test_model_assigned_regions_are_not_scored_unless_asked():
         settings(score_region_sources=["excluded"])
 
 
-def test_threshold_is_chosen_on_val_and_applied_to_test():
+@pytest.mark.parametrize("calibration", ["temperature", "none"])
+def test_threshold_is_chosen_on_val_and_applied_to_test(calibration):
+    """On the calibrated scale (what predict outputs); the same decisions as uncalibrated,
+    since temperature scaling is strictly increasing."""
     labels = fabricate_labels()
     preds = fabricate_predictions(labels, 1.0, seed=3)
-    result = evaluate.evaluate_all(labels, {"cnn": preds}, REGIONS, settings())["cnn"]
+    result = evaluate.evaluate_all(
+        labels, {"cnn": preds}, REGIONS, settings(calibration=calibration)
+    )["cnn"]
     joined = evaluate.attach_labels(labels, preds, "cnn")
     val = joined[(joined["split"] == "val") & joined["fracture"].notna()]
     test = joined[(joined["split"] == "test") & joined["fracture"].notna()]
+    scale = result.temperatures.fracture_proba
+    assert (result.temperatures.fracture == 1.0) == (calibration == "none")
     chosen = metrics.choose_operating_point(
-        val["fracture"].astype(int), val["p_fracture"], "youden"
+        val["fracture"].astype(int), scale(val["p_fracture"]), "youden"
     )
     frac = result.metrics["fracture"]
     assert frac["threshold"] == chosen.threshold
     assert (frac["sensitivity"], frac["specificity"]) == metrics.sensitivity_specificity(
-        test["fracture"].astype(int), test["p_fracture"], chosen.threshold
+        test["fracture"].astype(int), scale(test["p_fracture"]), chosen.threshold
+    )
+    raw = metrics.choose_operating_point(val["fracture"].astype(int), val["p_fracture"], "youden")
+    assert (frac["sensitivity"], frac["specificity"]) == metrics.sensitivity_specificity(
+        test["fracture"].astype(int), test["p_fracture"], raw.threshold
     )
 
 

@@ -69,6 +69,6 @@ def test_an_export_above_its_tolerance_fails_after_writing_the_figures(artifacts
 
 def test_the_forest_and_missing_models_are_clear_errors(artifacts, capsys):
     assert cli.main(["export", "rf", "--artifacts", str(artifacts)]) == 2
-    assert "random forest is not a Keras model" in capsys.readouterr().err
+    assert "random forest has no TF graph to export" in capsys.readouterr().err
     assert cli.main(["export", "cnn_nas", "--artifacts", str(artifacts)]) == 2
     assert "cnn_nas/model.keras: no such model" in capsys.readouterr().err

@@ -9,7 +9,7 @@ import pytest
 from test_evaluate import MODELS, PARAMS, REGIONS, fabricate_repo
 
 from bonexray import evaluate, metrics, model_card, predictions
-from bonexray.sources.datasets import FRACATLAS, SYNTH_README_TITLE
+from bonexray.datasets import FRACATLAS, SYNTH_README_TITLE
 
 
 @pytest.fixture(scope="module")

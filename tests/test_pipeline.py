@@ -4,15 +4,18 @@ throw-away copy of this checkout, then the DVC properties users rely on."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
+from dvcrepo import commit, dvc, run
 
+from bonexray import serving
 from bonexray.params import load, section
 
 pytestmark = pytest.mark.slow
@@ -21,27 +24,6 @@ REPO = Path(__file__).resolve().parents[1]
 DATA_STAGES = ("census", "repair", "split")
 MODELS = ("cnn_rnn_nas", "cnn_nas", "cnn", "rf")
 HEAD_SCORES = {"region_accuracy": 0.15, "fracture_auroc": 0.05}  # score -> margin over majority
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    # Stage commands call `python`: it must be this interpreter, with the project installed.
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update(DVC_NO_ANALYTICS="1", TF_CPP_MIN_LOG_LEVEL="2", PYTHONHASHSEED="0")
-    return env
-
-
-def run(cwd: Path, *args: str) -> str:
-    proc = subprocess.run(
-        args, cwd=cwd, env=_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    if proc.returncode:
-        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}")
-    return proc.stdout
-
-
-def dvc(cwd: Path, *args: str) -> str:
-    return run(cwd, sys.executable, "-m", "dvc", *args)
 
 
 def fresh_clone(dest: Path) -> Path:
@@ -62,8 +44,7 @@ def fresh_clone(dest: Path) -> Path:
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
     run(dest, "git", "init", "-q")
-    run(dest, "git", "add", "-A")
-    run(dest, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone")
+    commit(dest, "clone")
     dvc(dest, "pull", "--quiet", "data.dvc")
     return dest
 
@@ -131,6 +112,24 @@ def test_second_repro_is_a_no_op(reproduced):
     assert "up to date" in dvc(reproduced, "repro")
 
 
+def test_predict_with_the_best_model_matches_the_pipeline(reproduced, tmp_path):
+    """`bonexray predict` on a few embedded-sample test images, default (best) model: exit
+    0, and the pipeline's own predictions for them, temperature-scaled as evaluate fitted."""
+    record = serving.read(reproduced / "artifacts" / "serving")  # best.json's model
+    labels = pd.read_parquet(reproduced / "artifacts" / "labels.parquet")
+    chosen = labels.loc[labels["split"] == "test", "id"].head(4).tolist()
+    out = tmp_path / "predict.json"
+    command = ["predict", *chosen, "--format", "json", "--out", str(out)]
+    run(reproduced, sys.executable, "-m", "bonexray.cli", *command)
+    rows = pd.DataFrame(json.loads(out.read_text()))
+    assert rows["path"].tolist() == chosen and (rows["error"] == "").all()
+    assert (rows["model"] == record.model).all() and rows["region"].isin(record.regions).all()
+    stage = pd.read_parquet(reproduced / "artifacts" / "predictions" / f"{record.model}.parquet")
+    expected = record.temperatures.fracture_proba(stage.set_index("id").loc[chosen, "p_fracture"])
+    np.testing.assert_allclose(rows["p_fracture"], expected, atol=2e-6)
+    assert (rows["fracture"] == (expected >= record.threshold).astype(int)).all()
+
+
 def test_data_stages_are_bit_reproducible_across_clones(reproduced, tmp_path_factory):
     other = fresh_clone(tmp_path_factory.mktemp("clone_b"))
     dvc(other, "repro", "split")
@@ -175,8 +174,7 @@ def test_a_param_invalidates_only_its_stage(reproduced, key, value, expected, un
 
 
 def test_exp_run_reruns_only_the_changed_model_and_evaluate(reproduced):
-    run(reproduced, "git", "add", "-A")
-    run(reproduced, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "repro")
+    commit(reproduced, "repro")
     out = dvc(reproduced, "exp", "run", "-S", "models.cnn.epochs=2")
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
     assert ran == {"train@cnn", "evaluate"}

@@ -10,6 +10,8 @@ from pathlib import Path
 import badfiles
 import pytest
 
+from bonexray.datasets import FRACATLAS as FRACATLAS_DATASET
+from bonexray.datasets import MURA, SYNTH_README_TITLE, SYNTHETIC_SAMPLE
 from bonexray.sources import (
     REGISTRY,
     SourceConfigError,
@@ -18,8 +20,6 @@ from bonexray.sources import (
     attribution,
     walk_files,
 )
-from bonexray.sources.datasets import FRACATLAS as FRACATLAS_DATASET
-from bonexray.sources.datasets import MURA, SYNTH_README_TITLE, SYNTHETIC_SAMPLE
 
 FRACATLAS = Path(os.environ.get("BONEXRAY_FRACATLAS", "../shared/data/fracatlas"))
 CLASS_NAMES = {"fractured": 1, "not_fractured": 0, "normal": 0}

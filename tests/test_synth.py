@@ -11,9 +11,9 @@ import pytest
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from bonexray import cli
+from bonexray.datasets import SYNTHETIC_SAMPLE
 from bonexray.params import load
 from bonexray.sources import attribution
-from bonexray.sources.datasets import SYNTHETIC_SAMPLE
 from bonexray.synth import SynthError, generate
 from bonexray.synth import fracture as fx
 from bonexray.synth.anatomy import REGIONS, VARIANTS, build

@@ -108,6 +108,7 @@ def _run_compare(args: argparse.Namespace) -> int:
         "fracture_sensitivity": "sens",
         "fracture_specificity": "spec",
         "fracture_ece": "ECE",
+        "fracture_ece_uncalibrated": "raw ECE",
     }
     print(
         f"test split of {args.metrics} (region n={flat.get('test_set.region_n')}, "
@@ -116,6 +117,198 @@ def _run_compare(args: argparse.Namespace) -> int:
     )
     print(table[list(shown)].rename(columns=shown).to_string(float_format="{:.3f}".format))
     return 0
+
+
+def _hex(length: int) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if len(text) != length or any(c not in "0123456789abcdefABCDEF" for c in text):
+            raise argparse.ArgumentTypeError(f"expected {length} hex digits, got {text!r}")
+        return text.lower()
+
+    return parse
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of bytes, got {text!r}")
+    return int(text)
+
+
+def _configure_fetch(parser: argparse.ArgumentParser) -> None:
+    from bonexray.fetch import RELEASES, default_cache  # stdlib, yaml and tqdm only
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = (
+        "The archive is downloaded to a .part file and resumed (HTTP Range) when a run is\n"
+        "interrupted: run the same command again. It is kept only once its size and MD5\n"
+        "(and SHA-256, when given) match, then extracted safely (no paths outside the\n"
+        "output, no links, size limits) and moved into place. The command prints the\n"
+        "params.yaml sources entry to add; it never edits params.yaml.\n\n"
+        "exit status: 0 fetched; 1 download, checksum or archive failure (the message says\n"
+        "which file and why); 2 bad arguments or an existing output without --force.\n\n"
+        + "\n".join(
+            f"{r.name}: {r.url} ({r.expected.size} bytes, md5 {r.expected.md5}), "
+            f"doi:{r.doi}, {r.dataset.licence}"
+            for r in RELEASES.values()
+        )
+    )
+    parser.add_argument("dataset", choices=sorted(RELEASES), help="which dataset to fetch")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="folder to place the dataset in (default: data/<dataset>); must be absent or "
+        "empty unless --force",
+    )
+    parser.add_argument(
+        "--archive",
+        type=Path,
+        help="where the archive is downloaded to and resumed from; an archive already there "
+        f"is used if it verifies (default: {default_cache()}/<archive name>)",
+    )
+    parser.add_argument(
+        "--url",
+        help="download from this URL instead (e.g. a mirror; the pinned size and MD5 still "
+        "apply unless --size/--md5 are given)",
+    )
+    parser.add_argument(
+        "--md5", type=_hex(32), help="expected MD5 of the archive (default: the pinned one)"
+    )
+    parser.add_argument(
+        "--sha256",
+        type=_hex(64),
+        help="also require this SHA-256 (a first fetch prints the archive's, to pin it)",
+    )
+    parser.add_argument(
+        "--size",
+        type=_positive_int,
+        help="expected size of the archive in bytes (default: the pinned one)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="replace the output folder if it is not empty"
+    )
+
+
+def _run_fetch(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from bonexray.archive import ArchiveError
+    from bonexray.download import DownloadError
+    from bonexray.fetch import RELEASES, FetchError, fetch, source_entry
+
+    release = RELEASES[args.dataset]
+    out = args.out or Path("data") / release.name
+    overrides = {"size": args.size, "md5": args.md5, "sha256": args.sha256}
+    expected = replace(release.expected, **{k: v for k, v in overrides.items() if v})
+    try:
+        done = fetch(
+            release, out, archive=args.archive, url=args.url, expected=expected, force=args.force
+        )
+    except FetchError as exc:
+        print(f"bonexray fetch: error: {exc}", file=sys.stderr)
+        return 2
+    except (DownloadError, ArchiveError, OSError) as exc:
+        print(f"bonexray fetch: error: {exc}", file=sys.stderr)
+        return 1
+    checked = "size, md5" + (", sha256" if expected.sha256 else "")
+    how = "downloaded" if done.downloaded else "already downloaded"
+    print(
+        f"{release.name}: {done.files} files in {done.out} "
+        f"({how}: {done.archive}; {checked} verified)"
+    )
+    if not expected.sha256:
+        print(f"sha256 of the archive: {done.digests.sha256} (pass --sha256 to require it)")
+    print(
+        "\nTo use it, add this source to params.yaml (drop the sample's entries under "
+        "sources: to train on it alone):\n\n"
+        + source_entry(release, out)
+        + "\nthen `dvc add data` (README: Real data).\n"
+        f"\nLicence {release.dataset.licence} (doi:{release.doi}); "
+        f"cite: {release.dataset.citation}"
+    )
+    return 0
+
+
+def _configure_predict(parser: argparse.ArgumentParser) -> None:
+    import textwrap
+
+    # Raw, for the epilog's lines; the description is wrapped here instead.
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = textwrap.fill(parser.description or "", 88)
+    parser.epilog = (
+        "output: one row per image: path, model, p_region__<region> for each region and\n"
+        "region (argmax), p_fracture and fracture (0/1 at the operating point chosen on val),\n"
+        "error (empty when ok). Probabilities are calibrated (evaluate.calibration).\n"
+        "exit status: 0 all predicted; 1 some inputs failed (their rows say why, the others\n"
+        "are predicted); 2 usage error (unknown model, missing or stale artifacts).\n"
+        "settings: params.yaml repair, decode, features (checked against the artifacts) and\n"
+        "predict (batch_size, tta)."
+    )
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="image or DICOM files, or folders (searched recursively; each single-frame "
+        "file of a DICOM series is one image; sidecar files such as .json/.csv/DICOMDIR "
+        "are skipped)",
+    )
+    parser.add_argument(
+        "--model",
+        help="model name (cnn_rnn_nas, cnn_nas, cnn, rf); default: the best on validation, "
+        "as recorded in <artifacts>/serving/best.json",
+    )
+    parser.add_argument(
+        "--format", choices=("csv", "json"), default="csv", help="output format (default: csv)"
+    )
+    parser.add_argument(
+        "--out", type=Path, help="file to write the table to (default: standard output)"
+    )
+    parser.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="params file (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--artifacts",
+        type=Path,
+        default=Path("artifacts"),
+        help="the pipeline's artifacts directory: models/, features/, serving/ "
+        "(default: %(default)s)",
+    )
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from bonexray.params import ParamsError, load
+    from bonexray.predict import ArtifactsError, Predictor, format_output
+    from bonexray.serving import ServingError
+
+    try:
+        predictor = Predictor.load(args.artifacts, load(args.params), args.model)
+    except (ArtifactsError, ServingError, ParamsError) as exc:
+        print(f"bonexray predict: error: {exc}", file=sys.stderr)
+        return 2
+    table = predictor.run(args.paths)
+    text = format_output(table, args.format)
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(text)
+        except OSError as exc:
+            print(f"bonexray predict: error: {args.out}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+    failed = int((table["error"] != "").sum())
+    if failed:
+        print(
+            f"bonexray predict: {failed} of {len(table)} inputs could not be predicted "
+            "(see their error column)",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
 
 
 def _configure_export(parser: argparse.ArgumentParser) -> None:
@@ -152,12 +345,21 @@ def _configure_export(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
+    from bonexray.evaluate import FOREST_MODEL
     from bonexray.export import TOLERANCES, ParityError, export_model
     from bonexray.models.files import keras_model_path
 
     out = args.out or args.artifacts / "export" / args.model
-    if args.inputs < 1:
-        print("bonexray export: error: --inputs must be at least 1", file=sys.stderr)
+    problem = (
+        "--inputs must be at least 1"
+        if args.inputs < 1
+        else f"{args.model}: the random forest has no TF graph to export (it is saved with "
+        "skops; load it with bonexray.forest.load_forests)"
+        if args.model == FOREST_MODEL
+        else None
+    )
+    if problem:
+        print(f"bonexray export: error: {problem}", file=sys.stderr)
         return 2
     try:
         model_path = keras_model_path(args.artifacts / "models", args.model)
@@ -193,6 +395,18 @@ COMMANDS: dict[str, Command] = {
         "that both give the Keras model's probabilities on test images",
         _configure_export,
         _run_export,
+    ),
+    "fetch": Command(
+        "download a public dataset (FracAtlas), verify its checksums, extract it safely "
+        "under data/ and print the params.yaml source to add",
+        _configure_fetch,
+        _run_fetch,
+    ),
+    "predict": Command(
+        "predict region and fracture of image or DICOM files with a trained model "
+        "(after `dvc repro`; calibrated probabilities, one row per image)",
+        _configure_predict,
+        _run_predict,
     ),
     "synth": Command(
         "write the embedded synthetic sample (simulated radiographs in two "

@@ -9,10 +9,22 @@ VAL and applied unchanged to test. Which rows count:
   relabel model produced them: scoring against them would reward agreeing with it;
 - fracture: rows with a known fracture label.
 
+Calibration (``evaluate.calibration``: temperature | none): each model's two heads are
+temperature-scaled (src/bonexray/calibration.py) with temperatures fitted on the VAL rows
+that are scored; every score, and the operating point, is then computed on the calibrated
+probabilities, which are what `bonexray predict` outputs. ECE, Brier and NLL before scaling
+are kept beside them (``*_uncalibrated``).
+
 The baselines are predictions tables like a model's, built from TRAIN-split label
 frequencies with scikit-learn's DummyClassifier: ``baseline_majority`` predicts the most
 frequent class with probability 1, ``baseline_chance`` predicts the class priors (AUROC 0.5
-by construction; its Brier score is the prior's).
+by construction; its Brier score is the prior's). They are never calibrated: they are
+reference points defined by their construction (the priors are calibrated on train already;
+the majority baseline is certainty on purpose), and fitting a temperature to a constant
+would turn both into the val prevalence, a third baseline that tells nothing new.
+
+evaluate also writes the serving records (src/bonexray/serving.py) that `bonexray predict`
+reads: per model its temperatures and operating point, and the best model (chosen on VAL).
 """
 
 from __future__ import annotations
@@ -29,13 +41,16 @@ import numpy as np
 import pandas as pd
 from sklearn.dummy import DummyClassifier
 
-from bonexray import metrics, predictions
+from bonexray import metrics, predictions, serving
+from bonexray.calibration import METHODS as CALIBRATION_METHODS
+from bonexray.calibration import Temperatures
 from bonexray.params import section
 
 LABEL_COLUMNS = ("id", "split", "region", "label_source", "fracture")
 LABEL_SOURCES = ("original", "synonym", "model", "excluded")
 SPLITS = ("train", "val", "test")
 BASELINES = {"baseline_majority": "most_frequent", "baseline_chance": "prior"}
+FOREST_MODEL = "rf"  # the train_rf stage's model; every other model is a Keras one
 DECIMALS = 4
 
 # compare.json key suffix -> path in a model's nested metrics.
@@ -51,7 +66,13 @@ COMPARE_KEYS = {
     "fracture_specificity": ("fracture", "specificity"),
     "fracture_threshold": ("fracture", "threshold"),
     "fracture_brier": ("fracture", "brier"),
+    "fracture_brier_uncalibrated": ("fracture", "brier_uncalibrated"),
     "fracture_ece": ("fracture", "ece"),
+    "fracture_ece_uncalibrated": ("fracture", "ece_uncalibrated"),
+    "fracture_temperature": ("fracture", "temperature"),
+    "region_ece": ("region", "ece"),
+    "region_ece_uncalibrated": ("region", "ece_uncalibrated"),
+    "region_temperature": ("region", "temperature"),
 }
 
 
@@ -64,6 +85,7 @@ class Settings:
     score_region_sources: tuple[str, ...]
     report_examples: int
     seed: int
+    calibration: str  # calibration.METHODS
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Settings:
@@ -80,6 +102,11 @@ class Settings:
                 "params.yaml evaluate.operating_point must be youden or sensitivity, "
                 f"got {ev['operating_point']!r}"
             )
+        if ev["calibration"] not in CALIBRATION_METHODS:
+            raise ValueError(
+                f"params.yaml evaluate.calibration must be one of {CALIBRATION_METHODS}, "
+                f"got {ev['calibration']!r}"
+            )
         return cls(
             bootstrap=int(ev["bootstrap"]),
             operating_point=ev["operating_point"],
@@ -88,12 +115,13 @@ class Settings:
             score_region_sources=sources,
             report_examples=int(ev["report_examples"]),
             seed=int(section(params, "seed")),
+            calibration=str(ev["calibration"]),
         )
 
 
 def model_names(params: Mapping[str, Any]) -> list[str]:
     """The models scored: the Keras models of params.yaml, then the random forest."""
-    return [*section(params, "models"), "rf"]
+    return [*section(params, "models"), FOREST_MODEL]
 
 
 def read_labels(path: str | Path, regions: Sequence[str]) -> pd.DataFrame:
@@ -158,9 +186,11 @@ class Scores:
     pr: pd.DataFrame  # recall, precision
     calibration: pd.DataFrame  # bin, lower, upper, count, mean_predicted, fraction_positive
     confusion_pairs: pd.DataFrame  # actual, predicted: one row per region-scored test image
-    # The joined test rows plus predicted_region and predicted_fracture (at the threshold).
+    # The joined test rows (calibrated probabilities) plus predicted_region and
+    # predicted_fracture (at the threshold).
     test: pd.DataFrame = field(repr=False)
     selection_score: float = float("nan")  # on VAL: mean of region macro-F1 and fracture AUROC
+    temperatures: Temperatures = field(default_factory=Temperatures)  # fitted on VAL
 
 
 def _region_rows(frame: pd.DataFrame, sources: Sequence[str]) -> pd.DataFrame:
@@ -176,10 +206,42 @@ def _mean_defined(*values: float) -> float:
     return float(np.mean(defined)) if defined else float("nan")
 
 
-def score(joined: pd.DataFrame, regions: Sequence[str], settings: Settings, name: str) -> Scores:
-    """Score one predictions table (already joined to its labels) on both heads."""
+def calibrate(
+    joined: pd.DataFrame, regions: Sequence[str], settings: Settings, method: str
+) -> tuple[pd.DataFrame, Temperatures]:
+    """Fit temperatures on the scored VAL rows of ``joined``; return it rescaled, and them."""
     columns = predictions.region_columns(regions)
     index = {r: i for i, r in enumerate(regions)}
+    val = joined[joined["split"] == "val"]
+    region_val, frac_val = _region_rows(val, settings.score_region_sources), _fracture_rows(val)
+    temperatures = Temperatures.fit(
+        method,
+        region_val["region"].map(index).to_numpy(),
+        region_val[columns].to_numpy(),
+        frac_val["fracture"].astype(int).to_numpy(),
+        frac_val["p_fracture"].to_numpy(),
+    )
+    scaled = joined.copy()
+    scaled[columns] = temperatures.region_proba(joined[columns].to_numpy())
+    scaled["p_fracture"] = temperatures.fracture_proba(joined["p_fracture"].to_numpy())
+    return scaled, temperatures
+
+
+def score(
+    joined: pd.DataFrame,
+    regions: Sequence[str],
+    settings: Settings,
+    name: str,
+    calibration: str | None = None,
+) -> Scores:
+    """Score one predictions table (already joined to its labels) on both heads.
+
+    ``calibration`` overrides settings.calibration ("none" for the baselines).
+    """
+    columns = predictions.region_columns(regions)
+    index = {r: i for i, r in enumerate(regions)}
+    raw = joined
+    joined, temperatures = calibrate(raw, regions, settings, calibration or settings.calibration)
     val = joined[joined["split"] == "val"]
     test = joined[joined["split"] == "test"].copy()
     test["predicted_region"] = np.asarray(regions, dtype=object)[
@@ -193,8 +255,12 @@ def score(joined: pd.DataFrame, regions: Sequence[str], settings: Settings, name
             f"{name}: nothing to score: {len(region_test)} test images with a region labelled by "
             f"{list(settings.score_region_sources)}, {len(frac_test)} with a fracture label"
         )
-    region = metrics.region_scores(region_test["region"].map(index), region_test[columns])
+    region_y = region_test["region"].map(index)
+    region = metrics.region_scores(region_y, region_test[columns])
     confusion = region["confusion"]
+    # The same test rows before calibration (same order), for the *_uncalibrated scores.
+    raw_region = raw.loc[region_test.index, columns]
+    raw_p = raw.loc[frac_test.index, "p_fracture"]
 
     y, p = frac_test["fracture"].astype(int), frac_test["p_fracture"]
     point = metrics.choose_operating_point(
@@ -205,7 +271,8 @@ def score(joined: pd.DataFrame, regions: Sequence[str], settings: Settings, name
     )
     sensitivity, specificity = metrics.sensitivity_specificity(y, p, point.threshold)
     ci = metrics.bootstrap_auroc_ci(y, p, settings.bootstrap, settings.seed)
-    calibration = metrics.calibration_bins(y, p, settings.calibration_bins)
+    calibration_table = metrics.calibration_bins(y, p, settings.calibration_bins)
+    raw_calibration = metrics.calibration_bins(y, raw_p, settings.calibration_bins)
     by_region_rows = _region_rows(frac_test, settings.score_region_sources)
     by_region = metrics.auroc_by_group(
         by_region_rows["fracture"].astype(int),
@@ -217,6 +284,7 @@ def score(joined: pd.DataFrame, regions: Sequence[str], settings: Settings, name
     val_f1 = metrics.region_scores(region_val["region"].map(index), region_val[columns])["macro_f1"]
     val_auroc = metrics.auroc(frac_val["fracture"].astype(int), frac_val["p_fracture"])
 
+    bins = settings.calibration_bins
     result = {
         "region": {
             "n": region["n"],
@@ -232,6 +300,11 @@ def score(joined: pd.DataFrame, regions: Sequence[str], settings: Settings, name
                 a: {b: int(confusion[i, j]) for j, b in enumerate(regions)}
                 for i, a in enumerate(regions)
             },
+            "temperature": temperatures.region,
+            "nll": metrics.multiclass_nll(region_y, region_test[columns]),
+            "nll_uncalibrated": metrics.multiclass_nll(region_y, raw_region),
+            "ece": metrics.top_label_ece(region_y, region_test[columns], bins),
+            "ece_uncalibrated": metrics.top_label_ece(region_y, raw_region, bins),
         },
         "fracture": {
             "n": int(y.size),
@@ -246,8 +319,13 @@ def score(joined: pd.DataFrame, regions: Sequence[str], settings: Settings, name
             "val_specificity": point.specificity,
             "sensitivity": sensitivity,
             "specificity": specificity,
+            "temperature": temperatures.fracture,
             "brier": metrics.brier(y, p),
-            "ece": metrics.expected_calibration_error(calibration),
+            "brier_uncalibrated": metrics.brier(y, raw_p),
+            "ece": metrics.expected_calibration_error(calibration_table),
+            "ece_uncalibrated": metrics.expected_calibration_error(raw_calibration),
+            "nll": metrics.binary_nll(y, p),
+            "nll_uncalibrated": metrics.binary_nll(y, raw_p),
             "auroc_by_region": {r: by_region.get(r, float("nan")) for r in regions},
         },
         "selection": {"val_region_macro_f1": val_f1, "val_fracture_auroc": val_auroc},
@@ -258,12 +336,13 @@ def score(joined: pd.DataFrame, regions: Sequence[str], settings: Settings, name
         metrics=result,
         roc=metrics.roc_points(y, p),
         pr=metrics.pr_points(y, p),
-        calibration=calibration,
+        calibration=calibration_table,
         confusion_pairs=region_test[["region", "predicted_region"]].set_axis(
             ["actual", "predicted"], axis=1
         ),
         test=test,
         selection_score=_mean_defined(val_f1, val_auroc),
+        temperatures=temperatures,
     )
 
 
@@ -313,7 +392,13 @@ def evaluate_all(
     """Scores of every model, then of the baselines, keyed by name (models first)."""
     tables = {**model_predictions, **baseline_predictions(labels, list(regions))}
     return {
-        name: score(attach_labels(labels, table, name), regions, settings, name)
+        name: score(
+            attach_labels(labels, table, name),
+            regions,
+            settings,
+            name,
+            calibration="none" if name in BASELINES else None,
+        )
         for name, table in tables.items()
     }
 
@@ -322,6 +407,41 @@ def best_model(scores: Mapping[str, Scores], models: Sequence[str]) -> str:
     """The model with the best VALIDATION selection score (never chosen on test)."""
     ranked = [m for m in models if not math.isnan(scores[m].selection_score)]
     return max(ranked, key=lambda m: scores[m].selection_score) if ranked else models[0]
+
+
+def serving_records(
+    scores: Mapping[str, Scores], models: Sequence[str], regions: Sequence[str], settings: Settings
+) -> dict[str, serving.ServingRecord]:
+    """What predict needs of each model: the calibration and operating point fitted here."""
+    records = {}
+    for name in models:
+        result = scores[name]
+        frac = result.metrics["fracture"]
+        kind = "forest" if name == FOREST_MODEL else "keras"
+        records[name] = serving.ServingRecord(
+            model=name,
+            kind=kind,
+            artifact=serving.model_artifact(name),
+            regions=tuple(regions),
+            calibration=settings.calibration,
+            temperatures=result.temperatures,
+            threshold=frac["threshold"],  # unrounded: a rounded cut-off could flip a decision
+            operating_point=settings.operating_point,
+            target_sensitivity=(
+                settings.target_sensitivity if settings.operating_point == "sensitivity" else None
+            ),
+            val_sensitivity=_finite_or_none(frac["val_sensitivity"]),
+            val_specificity=_finite_or_none(frac["val_specificity"]),
+            test=rounded(
+                {key: result.metrics[g][m] for key, (g, m) in COMPARE_KEYS.items()}
+                | {"val_selection_score": result.selection_score}
+            ),
+        )
+    return records
+
+
+def _finite_or_none(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
 
 
 # ---------------------------------------------------------------- writing

@@ -108,16 +108,21 @@ def trials_table(searches: Mapping[str, RandomizedSearchCV]) -> pd.DataFrame:
 def predict_frame(
     searches: Mapping[str, Any], examples: Examples, regions: Sequence[str]
 ) -> pd.DataFrame:
-    """The predictions table of fitted searches or forests (load_forests), keyed by head.
-
-    Regions absent from training get probability 0.
-    """
-    region_model, fracture_model = searches["region"], searches["fracture"]
-    region = np.zeros((len(examples), len(regions)))
-    region[:, region_model.classes_] = region_model.predict_proba(examples.features)
-    positive = list(fracture_model.classes_).index(1)
-    fracture = fracture_model.predict_proba(examples.features)[:, positive]
+    """The predictions table; regions absent from training get probability 0."""
+    region, fracture = predict_heads(searches, examples.features, len(regions))
     return predictions.to_frame(examples.ids, examples.split, region, fracture, regions)
+
+
+def predict_heads(
+    forests: Mapping[str, Any], features: np.ndarray, n_regions: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(region probabilities (n, n_regions), fracture probabilities (n,)) of the two forests
+    (fitted searches or load_forests' estimators), keyed by head."""
+    region_model, fracture_model = forests["region"], forests["fracture"]
+    region = np.zeros((len(features), n_regions))
+    region[:, region_model.classes_] = region_model.predict_proba(features)
+    positive = list(fracture_model.classes_).index(1)
+    return region, fracture_model.predict_proba(features)[:, positive]
 
 
 def train_rf(

@@ -34,6 +34,10 @@ from sklearn.metrics import (
 )
 
 OperatingPointMethod = Literal["youden", "sensitivity"]
+# Probabilities are kept this far from 0 and 1 wherever a logarithm is taken: a model (or
+# the majority baseline) that says 0 or 1 would otherwise give an infinite loss. Tiny, so
+# that clipping merges (ties) only probabilities that are 0 or 1 to float precision.
+PROBABILITY_EPS = 1e-12
 
 
 def _binary(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -98,6 +102,27 @@ def region_scores(y: np.ndarray, proba: np.ndarray) -> dict[str, object]:
     }
 
 
+def multiclass_nll(y: np.ndarray, proba: np.ndarray) -> float:
+    """Mean negative log-likelihood of the true class (natural log); NaN without rows."""
+    y = np.asarray(y).astype(np.int64).reshape(-1)
+    proba = np.asarray(proba, dtype=np.float64)
+    if proba.ndim != 2 or proba.shape[0] != y.shape[0]:
+        raise ValueError(f"probabilities of shape {proba.shape} for {y.shape[0]} labels")
+    if y.size == 0:
+        return float("nan")
+    picked = proba[np.arange(y.size), y]
+    return float(-np.mean(np.log(np.clip(picked, PROBABILITY_EPS, 1.0))))
+
+
+def top_label_ece(y: np.ndarray, proba: np.ndarray, n_bins: int) -> float:
+    """Multi-class ECE of the predicted class: its probability (confidence) against whether
+    it was right, over ``calibration_bins``' equal-width bins; NaN without rows."""
+    y = np.asarray(y).astype(np.int64).reshape(-1)
+    proba = np.asarray(proba, dtype=np.float64)
+    correct = (proba.argmax(axis=1) == y).astype(np.int64)
+    return expected_calibration_error(calibration_bins(correct, proba.max(axis=1), n_bins))
+
+
 # ---------------------------------------------------------------- fracture (binary)
 
 
@@ -117,6 +142,15 @@ def brier(y: np.ndarray, p: np.ndarray) -> float:
     """Mean squared difference between probability and outcome (lower is better)."""
     y, p = _binary(y, p)
     return float(brier_score_loss(y, p, labels=[0, 1])) if y.size else float("nan")
+
+
+def binary_nll(y: np.ndarray, p: np.ndarray) -> float:
+    """Mean binary cross-entropy (natural log), p clipped by PROBABILITY_EPS; NaN without rows."""
+    y, p = _binary(y, p)
+    if y.size == 0:
+        return float("nan")
+    p = np.clip(p, PROBABILITY_EPS, 1.0 - PROBABILITY_EPS)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
 
 
 @dataclass(frozen=True)

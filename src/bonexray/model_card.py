@@ -3,7 +3,7 @@
 A card restates, for a reader who has only the model: what it is (family, hyperparameters),
 what it learnt from (sources, counts, split), how well it did on TEST (the Scores evaluate
 computed, with 95% intervals), where its fracture threshold sits, what it is for and not for,
-and the licence and citation of every dataset it saw (bonexray.sources.datasets).
+and the licence and citation of every dataset it saw (bonexray.datasets).
 Its numbers come from evaluate's Scores and the training stages' metrics/train/<name>.json,
 never recomputed here; only the Wilson intervals of proportions are derived from counts.
 """
@@ -19,11 +19,10 @@ from typing import Any
 import pandas as pd
 
 from bonexray import metrics
-from bonexray.evaluate import Scores, Settings
-from bonexray.models.files import FOREST
+from bonexray.datasets import FRACATLAS, SYNTHETIC_SAMPLE, Dataset
+from bonexray.evaluate import FOREST_MODEL, Scores, Settings
 from bonexray.params import section
 from bonexray.sources import REGISTRY, attribution
-from bonexray.sources.datasets import FRACATLAS, SYNTHETIC_SAMPLE, Dataset
 
 CARD_SUFFIX = ".md"
 BASELINE = "baseline_majority"
@@ -81,7 +80,7 @@ def model_section(
     trained: Mapping[str, Any],
     bands_meta: Mapping[str, Any] | None,
 ) -> str:
-    if name == FOREST:
+    if name == FOREST_MODEL:
         family = (
             "Random forests, one per head (scikit-learn `RandomForestClassifier`), each searched "
             f"with `RandomizedSearchCV` ({trained['n_iter']} draws, {trained['cv']}-fold "
@@ -341,7 +340,7 @@ def limitations_section(
             "MURA-style `positive` studies are abnormal, not necessarily fractured; fracture "
             "labels follow `positive_is_fracture` of the source."
         )
-    if name != FOREST:
+    if name != FOREST_MODEL:
         items.append(
             "Grad-CAM maps (report, `bonexray predict --explain`) show what raised the fracture "
             "score, not where a fracture is; behind the BiLSTM they are looser still."
@@ -433,7 +432,7 @@ def write_cards(
             labels,
             read_train_metrics(train_metrics_dir, name),
             sources,
-            bands_meta if name != FOREST else None,
+            bands_meta if name != FOREST_MODEL else None,
         )
         path = out_dir / f"{name}{CARD_SUFFIX}"
         path.write_text(card, encoding="utf-8")

@@ -328,13 +328,13 @@ def calibration_figure(scores: Mapping[str, Scores], models: Sequence[str]) -> g
     )
     for name in models:
         table = scores[name].calibration
-        ece = scores[name].metrics["fracture"]["ece"]
+        frac = scores[name].metrics["fracture"]
         fig.add_trace(
             go.Scatter(
                 x=table["mean_predicted"],
                 y=table["fraction_positive"],
                 mode="lines+markers",
-                name=f"{name} ECE {ece:.3f}",
+                name=f"{name} ECE {frac['ece']:.3f} (raw {frac['ece_uncalibrated']:.3f})",
                 line={"color": colours[name]},
                 customdata=table["count"],
                 hovertemplate="%{customdata} images<extra></extra>",
@@ -413,8 +413,15 @@ def settings_note(settings: Settings) -> str:
         )
         + f") and applied to test. AUROC 95% CI: percentile bootstrap, {settings.bootstrap} "
         f"resamples. ECE over {settings.calibration_bins} equal-width bins. "
-        "Baselines: majority (most frequent train class, probability 1) and chance (train "
-        "class priors as probabilities)."
+        + (
+            "Model probabilities are temperature-scaled per head, temperatures fitted on "
+            "validation; every score and the threshold use the scaled probabilities (the "
+            "legend's raw ECE is before scaling). "
+            if settings.calibration == "temperature"
+            else "Probabilities are not calibrated (evaluate.calibration: none). "
+        )
+        + "Baselines (never calibrated): majority (most frequent train class, probability 1) "
+        "and chance (train class priors as probabilities)."
     )
 
 

@@ -95,6 +95,15 @@ class ShardWriter:
             self.close()
 
 
+def read_meta(directory: str | Path) -> dict:
+    """A shard directory's meta.json (item_shape, dtype, and what its writer recorded),
+    without opening the shards."""
+    path = Path(directory) / META
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; {directory} is not a shard directory")
+    return json.loads(path.read_text())
+
+
 class ShardReader(Sequence[np.ndarray]):
     """Random access to a shard directory by position in its index."""
 
@@ -103,7 +112,7 @@ class ShardReader(Sequence[np.ndarray]):
         if not (self.directory / INDEX).is_file():
             raise FileNotFoundError(f"{self.directory}: no {INDEX}; not a shard directory")
         self.index = pd.read_parquet(self.directory / INDEX)
-        self.meta = json.loads((self.directory / META).read_text())
+        self.meta = read_meta(self.directory)
         n_shards = int(self.index["shard"].max()) + 1 if len(self.index) else 0
         self._shards = [
             np.load(self.directory / f"shard-{i:05d}.npy", mmap_mode="r") for i in range(n_shards)

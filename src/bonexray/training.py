@@ -25,6 +25,7 @@ from bonexray.params import ParamsError, section
 from bonexray.taxonomy import Taxonomy
 
 CLASS_WEIGHT_MODES = ("balanced", "none")
+MODEL_FILE = "model.keras"  # the final model, in the model directory
 
 
 @dataclass(frozen=True)
@@ -123,12 +124,16 @@ def fit(model, train_data, val_data, epochs: int, patience: int, callbacks: Sequ
     )
 
 
+def predict_heads(model, features: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(region probabilities (n, regions), fracture probabilities (n,)) of a two-headed model."""
+    proba = model.predict(features, batch_size=batch_size, verbose=0)
+    return np.asarray(proba["region"]), np.asarray(proba["fracture"]).reshape(-1)
+
+
 def predict_frame(model, examples: Examples, regions: Sequence[str], batch_size: int):
     """The predictions table (predictions.py format) for ``examples``."""
-    proba = model.predict(examples.features, batch_size=batch_size, verbose=0)
-    return predictions.to_frame(
-        examples.ids, examples.split, proba["region"], proba["fracture"], regions
-    )
+    region, fracture = predict_heads(model, examples.features, batch_size)
+    return predictions.to_frame(examples.ids, examples.split, region, fracture, regions)
 
 
 def history_summary(history: Mapping[str, Sequence[float]]) -> dict[str, Any]:
@@ -273,7 +278,7 @@ def train_keras(
             ]
         )
 
-    model.save(outputs.model_dir / "model.keras")
+    model.save(outputs.model_dir / MODEL_FILE)
     write_json(best_hp.values, outputs.model_dir / "best_hyperparameters.json")
     trials.to_csv(outputs.model_dir / "trials.csv", index=False)
     outputs.trials.parent.mkdir(parents=True, exist_ok=True)

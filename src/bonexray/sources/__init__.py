@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from bonexray.datasets import SYNTHETIC_SAMPLE, Dataset, is_synthetic_sample
 from bonexray.sources.base import (
     Adapter,
     SourceConfigError,
@@ -18,7 +19,6 @@ from bonexray.sources.base import (
     is_sidecar,
     walk_files,
 )
-from bonexray.sources.datasets import SYNTHETIC_SAMPLE, Dataset, is_synthetic_sample
 from bonexray.sources.dicom import DicomAdapter
 from bonexray.sources.folder import FolderAdapter
 from bonexray.sources.fracatlas import FracAtlasAdapter

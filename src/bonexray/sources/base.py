@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from bonexray.sources.datasets import Dataset
+from bonexray.datasets import Dataset
 from bonexray.taxonomy import normalise_token
 
 # Adapters yield "image" or "sidecar"; census adds "unassigned" for files no source claims.
@@ -78,7 +78,7 @@ class Adapter(ABC):
 
     Options are the keys of the source's params.yaml entry other than `kind` and `path`;
     unknown ones are refused so that a typo cannot silently fall back to a default.
-    `dataset` is the public dataset of the layout, if there is one (sources/datasets.py);
+    `dataset` is the public dataset of the layout, if there is one (bonexray/datasets.py);
     `patient_ids` says whether the layout gives patient and study ids (split groups by them).
     """
 

@@ -9,6 +9,9 @@
   note: both are also reported as warnings. Nothing is dropped silently.
 - fracture_split/ holds the authors' lists for fracture LOCALISATION (fractured images
   only), not a classification split, so it does not set split_hint.
+- Top-level metadata folders are sidecars whatever their case: the official zip's
+  Annotations/ (COCO, YOLO, VOC, VGG) and Utilities/ (with "Fracture Split"), and the
+  lower-case annotations/ and fracture_split/ of trimmed copies.
 """
 
 from __future__ import annotations
@@ -18,14 +21,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bonexray.datasets import FRACATLAS
 from bonexray.sources.base import Adapter, SourceConfigError, SourceFile, is_sidecar, walk_files
-from bonexray.sources.datasets import FRACATLAS
+from bonexray.taxonomy import normalise_token
 
 REGION_FLAGS = ("hand", "leg", "hip", "shoulder")
 VIEW_FLAGS = ("frontal", "lateral", "oblique")
 REQUIRED = ("image_id", "mixed", "fractured", *REGION_FLAGS, *VIEW_FLAGS)
 FOLDER_FRACTURE = {"fractured": 1, "non_fractured": 0}
-METADATA_FOLDERS = frozenset({"annotations", "fracture_split"})
+# normalised names (taxonomy.normalise_token): "Fracture Split" -> fracture_split
+METADATA_FOLDERS = frozenset({"annotations", "utilities", "fracture_split"})
 
 
 class FracAtlasAdapter(Adapter):
@@ -40,7 +45,7 @@ class FracAtlasAdapter(Adapter):
         unlisted: list[str] = []
         for path in walk_files(self.root):
             rel = path.relative_to(self.root)
-            if is_sidecar(path) or rel.parts[0] in METADATA_FOLDERS:
+            if is_sidecar(path) or normalise_token(rel.parts[0]) in METADATA_FOLDERS:
                 yield self.file(path, "sidecar")
             elif not path.is_relative_to(images):
                 yield self.file(path)  # unexpected place: listed, no labels

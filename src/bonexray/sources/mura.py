@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bonexray.datasets import MURA, Dataset
 from bonexray.sources.base import (
     Adapter,
     SourceConfigError,
@@ -20,7 +21,6 @@ from bonexray.sources.base import (
     split_name,
     walk_files,
 )
-from bonexray.sources.datasets import MURA, Dataset
 
 # Real MURA ships these next to train/ and valid/; a MURA-style tree of one's own has none.
 MURA_FILES = ("train_labeled_studies.csv", "valid_labeled_studies.csv")

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from bonexray.sources.datasets import SYNTH_README_TITLE
+from bonexray.datasets import SYNTH_README_TITLE
 from bonexray.synth import mess
 from bonexray.synth.encode import SUFFIX, encode
 from bonexray.synth.geometry import Array

@@ -1,8 +1,9 @@
 """The public datasets the adapters know: licence and citation, the one place they are kept.
 
-An adapter names its dataset (``Adapter.dataset``) and says whether a root holds it
-(``Adapter.recognise``); `attribution` in this package adds the embedded synthetic sample,
-which uses the folder and mura layouts but is this project's own. Model cards cite from here.
+A source adapter names its dataset (``Adapter.dataset``) and says whether a root holds it
+(``Adapter.recognise``); `bonexray.sources.attribution` adds the embedded synthetic sample,
+which uses the folder and mura layouts but is this project's own. Model cards and
+`bonexray fetch` cite from here. Standard library only: `bonexray fetch --help` imports it.
 """
 
 from __future__ import annotations

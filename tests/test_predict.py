@@ -1,0 +1,353 @@
+"""`bonexray predict` end to end on a tiny artifact set built here by the pipeline's own
+functions (repair, features, a tiny Keras CNN, a tiny forest, evaluate's serving records),
+with real PNG, JPEG and DICOM files."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+from badfiles import texture, write_dicom  # noqa: E402
+from PIL import Image  # noqa: E402
+from tiny_sample import REGIONS, TINY_CONV, params  # noqa: E402
+
+from bonexray import cli, evaluate, features, predictions, serving  # noqa: E402
+from bonexray.forest import train_rf  # noqa: E402
+from bonexray.params import ParamsError  # noqa: E402
+from bonexray.predict import Predictor, format_output  # noqa: E402
+from bonexray.repair import repair  # noqa: E402
+from bonexray.shards import ShardReader  # noqa: E402
+from bonexray.training import KerasOutputs, train_keras  # noqa: E402
+
+SIZE = 32  # repair.image_size
+MODELS = ["cnn", "rf"]
+SPLITS = ["train"] * 18 + ["val"] * 6 + ["test"] * 6
+COLUMNS = [
+    "path",
+    "model",
+    *predictions.region_columns(REGIONS),
+    "region",
+    "p_fracture",
+    "fracture",
+    "error",
+]
+
+
+def tiny_params() -> dict:
+    # A gentler learning rate than TINY_CONV's: at 0.01 two epochs leave most ReLUs dead,
+    # and a model whose output is constant could not tell the tests' images apart.
+    p = params(cnn={"rnn": False, "epochs": 2, "fixed": {**TINY_CONV, "learning_rate": 0.003}})
+    p |= {
+        "decode": {"max_image_pixels": 89_478_485},
+        "repair": {"image_size": SIZE, "keep_aspect": True, "shard_size": 64, "workers": 1},
+        "features": {
+            "wavelet": "haar",
+            "level": 2,
+            "mode": "periodization",
+            "fft": True,
+            "rf_approx_size": 4,
+            "entropy_bins": 8,
+            "shard_size": 64,
+        },
+        "evaluate": {
+            "bootstrap": 10,
+            "operating_point": "youden",
+            "target_sensitivity": 0.9,
+            "calibration_bins": 5,
+            "calibration": "temperature",
+            "report_examples": 4,
+            "score_region_sources": ["original", "synonym"],
+        },
+        "predict": {"batch_size": 4, "tta": "none"},
+    }
+    return p
+
+
+def radiograph(i: int) -> np.ndarray:
+    """A textured image whose brightness follows its region (some signal to learn)."""
+    image = texture(40 + 4 * (i % 3), 48, seed=i).astype(np.float64)
+    return np.clip(image * (0.5 + 0.25 * (i % 3)), 0, 255).astype(np.uint8)
+
+
+def build_artifacts(root: Path) -> dict:
+    """Data, then every artifact predict reads, through the real stage functions."""
+    cfg = tiny_params()
+    rows = []
+    for i, split in enumerate(SPLITS):
+        rel = f"data/img{i:02d}.{'jpg' if i % 4 == 3 else 'png'}"
+        (root / "data").mkdir(exist_ok=True)
+        Image.fromarray(radiograph(i)).save(root / rel)
+        rows.append(
+            {
+                "id": rel,
+                "path": rel,
+                "source": "clinic",
+                "role": "image",
+                "split": split,
+                "region": REGIONS[i % 3],
+                "label_source": "original",
+                "fracture": (i // 3) % 2,
+            }
+        )
+    table = pd.DataFrame(rows)
+    art = root / "artifacts"
+    repair(
+        table,
+        art / "repair",
+        art / "quarantine.csv",
+        size=SIZE,
+        keep_aspect=True,
+        max_image_pixels=cfg["decode"]["max_image_pixels"],
+        root=root,
+    )
+    features.build(
+        table[["id", "split"]],
+        ShardReader(art / "repair"),
+        art / "features",
+        features.FeatureConfig.from_params(cfg["features"]),
+    )
+    labels = table[["id", "split", "region", "label_source", "fracture"]].copy()
+    labels["fracture"] = labels["fracture"].astype("Int8")
+    labels.to_parquet(art / "labels.parquet", index=False)
+    train_keras(
+        "cnn",
+        cfg,
+        art / "labels.parquet",
+        art / "features" / "bands",
+        KerasOutputs(
+            model_dir=art / "models" / "cnn",
+            predictions=art / "predictions" / "cnn.parquet",
+            metrics=root / "metrics" / "cnn.json",
+            live_dir=root / "plots" / "cnn",
+            trials=root / "plots" / "trials" / "cnn.csv",
+        ),
+    )
+    train_rf(
+        cfg,
+        art / "labels.parquet",
+        art / "features" / "vectors",
+        art / "models" / "rf",
+        art / "predictions" / "rf.parquet",
+        root / "metrics" / "rf.json",
+        root / "plots" / "trials" / "rf.csv",
+    )
+    settings = evaluate.Settings.from_params(cfg)
+    tables = {m: predictions.read(art / "predictions" / f"{m}.parquet", REGIONS) for m in MODELS}
+    scores = evaluate.evaluate_all(
+        evaluate.read_labels(art / "labels.parquet", REGIONS), tables, REGIONS, settings
+    )
+    records = evaluate.serving_records(scores, MODELS, REGIONS, settings)
+    serving.write(records, evaluate.best_model(scores, MODELS), art / "serving")
+    (root / "params.yaml").write_text(yaml.safe_dump(cfg))
+    return {"root": root, "artifacts": art, "params": root / "params.yaml", "cfg": cfg}
+
+
+def write_inputs(root: Path) -> dict[str, Path]:
+    """New images to predict, good and bad, PNG/JPEG/DICOM."""
+    root.mkdir(parents=True)
+    stored = (radiograph(7).astype(np.uint16) * 16)[:, :40]  # 12-bit, like a CR
+    paths = {name: root / name for name in ("good.png", "good.jpg", "notes.jpg")}
+    Image.fromarray(radiograph(31)).save(paths["good.png"])
+    Image.fromarray(radiograph(32)).save(paths["good.jpg"], quality=90)
+    paths["notes.jpg"].write_text("left wrist, see report\n")
+    dicoms = {
+        "mono2.dcm": dict(pixels=stored),
+        # The same image stored inverted, as MONOCHROME1 detectors write it.
+        "mono1.dcm": dict(pixels=4095 - stored, photometric="MONOCHROME1"),
+        # ... and what a decoder that ignored MONOCHROME1 would see.
+        "mono1_read_as_mono2.dcm": dict(pixels=4095 - stored),
+        "windowed.dcm": dict(pixels=stored, WindowCenter=1600, WindowWidth=800),
+        "cine.dcm": dict(pixels=stored, frames=3),
+    }
+    for name, spec in dicoms.items():
+        pixels = spec.pop("pixels")
+        write_dicom(root / name, pixels, BodyPartExamined="HAND", **spec)
+        paths[name] = root / name
+    series = root / "series"
+    for k in range(3):
+        write_dicom(series / f"IM{k:04d}", np.roll(stored, 5 * k, axis=1), InstanceNumber=k + 1)
+    (series / "DICOMDIR").write_bytes(b"\0" * 200)  # a sidecar: skipped, not an error row
+    paths["series"] = series
+    square = radiograph(33)[:SIZE, :SIZE]  # working size: no resampling, exact mirror
+    Image.fromarray(square).save(root / "square.png")
+    Image.fromarray(np.ascontiguousarray(square[:, ::-1])).save(root / "square_mirrored.png")
+    paths |= {"square.png": root / "square.png", "mirrored": root / "square_mirrored.png"}
+    return paths
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("predict")
+    built = build_artifacts(root)
+    built["inputs"] = write_inputs(root / "inputs")
+    return built
+
+
+def run_cli(built: dict, *args: str, params: Path | None = None) -> int:
+    return cli.main(
+        [
+            "predict",
+            *args,
+            "--params",
+            str(params or built["params"]),
+            "--artifacts",
+            str(built["artifacts"]),
+        ]
+    )
+
+
+def read_csv(text: str) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""])
+
+
+def test_all_good_inputs_exit_0_with_calibrated_rows(built, capsys):
+    i = built["inputs"]
+    paths = [i["good.png"], i["good.jpg"], i["mono1.dcm"], i["windowed.dcm"], i["series"]]
+    assert run_cli(built, *map(str, paths), "--model", "cnn") == 0
+    table = read_csv(capsys.readouterr().out)
+    assert list(table.columns) == COLUMNS
+    assert len(table) == 4 + 3  # the series folder: one row per file, DICOMDIR skipped
+    assert table["error"].isna().all() and (table["model"] == "cnn").all()
+    assert sorted(table["path"][4:]) == [str(i["series"] / f"IM{k:04d}") for k in range(3)]
+    proba = table[predictions.region_columns(REGIONS)].to_numpy()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    assert (table["region"] == np.array(REGIONS)[proba.argmax(axis=1)]).all()
+    record = serving.read(built["artifacts"] / "serving", "cnn")
+    decided = (table["p_fracture"] >= record.threshold).astype(int)
+    near = (table["p_fracture"] - record.threshold).abs() < 1e-6  # the CSV has 6 decimals
+    assert (decided == table["fracture"])[~near].all(), (record.threshold, table["p_fracture"])
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_predictions_match_the_pipeline_after_calibration(built, model):
+    """Same preprocessing as training: an image's prediction equals what its training
+    stage wrote for it, temperature-scaled with the serving record."""
+    predictor = Predictor.load(built["artifacts"], built["cfg"], model)
+    stage = predictions.read(built["artifacts"] / "predictions" / f"{model}.parquet", REGIONS)
+    out = predictor.run([built["root"] / rel for rel in stage["id"]])
+    assert (out["error"] == "").all()
+    columns = predictions.region_columns(REGIONS)
+    t = predictor.record.temperatures
+    np.testing.assert_allclose(
+        out[columns].to_numpy(float), t.region_proba(stage[columns].to_numpy()), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        out["p_fracture"].to_numpy(float), t.fracture_proba(stage["p_fracture"]), atol=1e-6
+    )
+
+
+def test_dicom_photometric_and_window_are_applied(built):
+    i = built["inputs"]
+    predictor = Predictor.load(built["artifacts"], built["cfg"], "cnn")
+    batches = []
+    names = ["mono2.dcm", "mono1.dcm", "mono1_read_as_mono2.dcm", "windowed.dcm"]
+    out = predictor.run([i[n] for n in names], on_batch=batches.append).set_index("path")
+    p = {n: out.loc[str(i[n]), "p_fracture"] for n in names}
+    assert p["mono1.dcm"] == pytest.approx(p["mono2.dcm"], abs=1e-3)  # MONOCHROME1 inverted
+    assert abs(p["mono1_read_as_mono2.dcm"] - p["mono2.dcm"]) > 1e-3  # ...which matters here
+    # The explainer hook: the working images and the model inputs, per batch, in order.
+    (batch,) = batches
+    assert batch.paths == [str(i[n]) for n in names] and batch.ok.all()
+    assert batch.working.shape == (4, SIZE, SIZE) and batch.working.dtype == np.uint8
+    assert batch.inputs.shape == (4, *predictor.preprocessing.item_shape)
+    region, fracture = predictor.probabilities(batch.working, batch.inputs)
+    np.testing.assert_allclose(fracture, batch.rows["p_fracture"].to_numpy(float))
+    mono2, mono1, unread, windowed = batch.working.astype(int)
+    assert np.abs(mono1 - mono2).max() <= 1 and np.abs(unread - mono2).mean() > 20
+    saturated = [np.isin(w, (0, 255)).mean() for w in (mono2, windowed)]
+    assert saturated[1] > saturated[0] + 0.2  # VOI window 1200..2000 clips the rest
+
+
+def test_real_computed_radiograph_is_predicted(built, capsys):
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("RG3_UNCR.dcm")  # pydicom-data: CR, 1760x1760, MONOCHROME1
+    if path is None:
+        pytest.skip("pydicom-data is not installed")
+    assert run_cli(built, path, "--model", "rf", "--format", "json") == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["error"] == "" and row["region"] in REGIONS and row["fracture"] in (0, 1)
+
+
+def test_a_bad_input_among_good_ones_exits_1_and_the_others_are_predicted(built, capsys):
+    i = built["inputs"]
+    missing = built["root"] / "inputs" / "gone.png"
+    paths = [i["good.png"], i["notes.jpg"], i["cine.dcm"], missing, i["good.jpg"]]
+    out_file = built["root"] / "out" / "bad.json"
+    code = run_cli(built, *map(str, paths), "--format", "json", "--out", str(out_file))
+    assert code == 1
+    rows = json.loads(out_file.read_text())
+    assert [list(r) for r in rows] == [COLUMNS] * 5
+    errors = [r["error"] for r in rows]
+    assert errors[0] == errors[4] == ""
+    assert errors[1].startswith("not_image: text file")
+    assert errors[2].startswith("unsupported: multi-frame DICOM (3 frames)")
+    assert errors[3] == "missing: no such file"
+    assert rows[1]["p_fracture"] is None and rows[1]["fracture"] is None
+    assert rows[4]["p_fracture"] is not None and rows[4]["model"] == serving.best_model(
+        built["artifacts"] / "serving"
+    )
+    err = capsys.readouterr().err
+    assert f"{i['cine.dcm']}: unsupported: multi-frame" in err and "3 of 5 inputs" in err
+
+
+def test_usage_errors_exit_2(built, capsys, tmp_path):
+    good = str(built["inputs"]["good.png"])
+    assert run_cli(built, good, "--model", "resnet") == 2
+    assert "no serving record for model 'resnet'; known models: cnn, rf" in capsys.readouterr().err
+
+    empty = tmp_path / "empty_artifacts"
+    empty.mkdir()
+    assert cli.main(["predict", good, "--params", str(built["params"]), "--artifacts", str(empty)])
+    err = capsys.readouterr().err
+    assert "serving/best.json: not found" in err and "dvc repro" in err and "dvc pull" in err
+
+    no_models = tmp_path / "no_models"
+    no_models.mkdir()
+    for part in ("serving", "features"):
+        (no_models / part).symlink_to(built["artifacts"] / part)
+    args = ["predict", good, "--params", str(built["params"]), "--artifacts", str(no_models)]
+    assert cli.main([*args, "--model", "cnn"]) == 2
+    assert "models/cnn/model.keras: not found" in capsys.readouterr().err
+
+    stale = {**built["cfg"], "features": {**built["cfg"]["features"], "wavelet": "db2"}}
+    (tmp_path / "stale.yaml").write_text(yaml.safe_dump(stale))
+    assert run_cli(built, good, params=tmp_path / "stale.yaml") == 2
+    assert "features.wavelet: built with 'haar', params.yaml has 'db2'" in capsys.readouterr().err
+
+    with pytest.raises(SystemExit) as exited:  # argparse: no PATH
+        cli.main(["predict"])
+    assert exited.value.code == 2
+
+
+def test_hflip_tta_averages_the_image_and_its_mirror(built):
+    i = built["inputs"]
+    cfg = {**built["cfg"], "predict": {"batch_size": 4, "tta": "hflip"}}
+    plain = Predictor.load(built["artifacts"], built["cfg"], "cnn").run(
+        [i["square.png"], i["mirrored"]]
+    )
+    tta = Predictor.load(built["artifacts"], cfg, "cnn").run([i["square.png"], i["mirrored"]])
+    p_plain, p_tta = plain["p_fracture"].to_numpy(float), tta["p_fracture"].to_numpy(float)
+    assert p_plain[0] != p_plain[1]  # the model is not mirror-symmetric...
+    assert p_tta[0] == p_tta[1]  # ...but the average over both orientations is
+    bad = {**built["cfg"], "predict": {"batch_size": 4, "tta": "rotate"}}
+    with pytest.raises(ParamsError, match=r"predict.tta: 'rotate'"):
+        Predictor.load(built["artifacts"], bad, "rf")
+
+
+def test_csv_and_json_hold_the_same_table(built):
+    predictor = Predictor.load(built["artifacts"], built["cfg"], "rf")
+    table = predictor.run([built["inputs"]["good.png"], built["inputs"]["notes.jpg"]])
+    as_csv = read_csv(format_output(table, "csv"))
+    as_json = pd.DataFrame(json.loads(format_output(table, "json")))
+    assert list(as_csv.columns) == list(as_json.columns) == COLUMNS
+    np.testing.assert_allclose(as_csv["p_fracture"][:1], as_json["p_fracture"][:1])
+    assert as_csv["error"].isna()[0] and as_json["error"][0] == ""
