@@ -75,6 +75,8 @@ def test_a_card_carries_evaluates_test_numbers(repo, tmp_path):
     assert row(card, "region accuracy")[1] == f"{region['accuracy']:.3f}"
     assert f"at least **{fracture['threshold']:.4f}**" in card
     assert f"Region scored on {region['n']} test images" in card
+    assert f"fracture T {fracture['temperature']:.2f}" in card
+    assert f"fracture ECE {fracture['ece_uncalibrated']:.3f}" in card
     # Counts per split straight from labels.parquet.
     labels = repo["labels"]
     test = labels[labels["split"] == "test"]

@@ -268,12 +268,22 @@ def metrics_section(result: Scores, baseline: Scores | None, settings: Settings)
         row.insert(3, base[group][key] if base else None)
     header = ["metric (test)", "value", "95% CI", BASELINE, "interval"]
     by_region = ", ".join(f"{r} {_number(v)}" for r, v in fracture["auroc_by_region"].items())
+    calibrated = (
+        f"\n\nProbabilities are temperature-scaled with temperatures fitted on val (fracture "
+        f"T {_number(fracture['temperature'], 2)}, region T {_number(region['temperature'], 2)}); "
+        "the scores above are on that scale, as `bonexray predict` outputs them. Before "
+        f"scaling: fracture ECE {_number(fracture['ece_uncalibrated'])}, Brier "
+        f"{_number(fracture['brier_uncalibrated'])}."
+        if settings.calibration != "none"
+        else "\n\nProbabilities are not calibrated (evaluate.calibration: none)."
+    )
     return (
         "## Test metrics\n\n"
         f"Region scored on {region['n']} test images (labels from "
         f"{', '.join(settings.score_region_sources)}); fracture on {n} ({n_pos} fractured).\n\n"
         + _table(header, rows)
         + f"\n\nFracture AUROC by region: {by_region}."
+        + calibrated
     )
 
 
