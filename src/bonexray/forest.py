@@ -33,17 +33,14 @@ from bonexray.taxonomy import Taxonomy
 
 HEADS = ("region", "fracture")
 MODEL_SUFFIX = ".skops"
-# What a saved forest may contain besides the types skops trusts by default. skops 0.16
-# asks only for the tree structure; the classes are listed so that a skops release that
-# trusts less by default still loads our files, and nothing else gets in.
+# What a saved forest may contain besides the types skops trusts by default: skops 0.16 asks
+# only for the tree structure; the two classes are listed so that a skops release trusting
+# less by default still loads our files. Nothing else (numpy dtypes are trusted already).
 TRUSTED_TYPES = frozenset(
     {
         "sklearn.tree._tree.Tree",
         "sklearn.tree._classes.DecisionTreeClassifier",
         "sklearn.ensemble._forest.RandomForestClassifier",
-        "numpy.dtype",
-        "numpy.int64",
-        "numpy.float64",
     }
 )
 CLASS_WEIGHTS = {"balanced": "balanced", "balanced_subsample": "balanced_subsample", "none": None}
