@@ -351,3 +351,26 @@ def test_csv_and_json_hold_the_same_table(built):
     assert list(as_csv.columns) == list(as_json.columns) == COLUMNS
     np.testing.assert_allclose(as_csv["p_fracture"][:1], as_json["p_fracture"][:1])
     assert as_csv["error"].isna()[0] and as_json["error"][0] == ""
+
+
+def test_explain_writes_one_overlay_per_predicted_image(built, capsys, tmp_path):
+    i = built["inputs"]
+    out = tmp_path / "cams"
+    paths = [i["good.png"], i["notes.jpg"], i["series"]]
+    assert run_cli(built, *map(str, paths), "--model", "cnn", "--explain", str(out)) == 1
+    table = read_csv(capsys.readouterr().out)
+    assert list(table.columns) == [*COLUMNS, "explanation"]
+    assert table["explanation"].isna().tolist() == [False, True, False, False, False]
+    written = [Path(p) for p in table["explanation"].dropna()]
+    assert [p.name for p in written] == [
+        "00000_good.png",
+        "00002_IM0000.png",
+        "00003_IM0001.png",
+        "00004_IM0002.png",
+    ]
+    assert sorted(out.iterdir()) == sorted(written)
+    with Image.open(written[0]) as overlay:
+        assert overlay.mode == "RGB" and overlay.size == (SIZE, SIZE)
+
+    assert run_cli(built, str(i["good.png"]), "--model", "rf", "--explain", str(out)) == 2
+    assert "--explain needs a Keras model" in capsys.readouterr().err

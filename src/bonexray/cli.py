@@ -275,6 +275,13 @@ def _configure_predict(parser: argparse.ArgumentParser) -> None:
         help="the pipeline's artifacts directory: models/, features/, serving/ "
         "(default: %(default)s)",
     )
+    parser.add_argument(
+        "--explain",
+        type=Path,
+        metavar="DIR",
+        help="also write each image's fracture Grad-CAM overlay (PNG) into DIR and its path "
+        "in an explanation column (Keras models only)",
+    )
 
 
 def _run_predict(args: argparse.Namespace) -> int:
@@ -282,15 +289,16 @@ def _run_predict(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from bonexray.params import ParamsError, load
-    from bonexray.predict import ArtifactsError, Predictor, format_output
+    from bonexray.predict import ArtifactsError, Predictor, format_output, overlay_writer
     from bonexray.serving import ServingError
 
     try:
         predictor = Predictor.load(args.artifacts, load(args.params), args.model)
+        explain = overlay_writer(predictor, args.explain) if args.explain else None
     except (ArtifactsError, ServingError, ParamsError) as exc:
         print(f"bonexray predict: error: {exc}", file=sys.stderr)
         return 2
-    table = predictor.run(args.paths)
+    table = predictor.run(args.paths, on_batch=explain)
     text = format_output(table, args.format)
     if args.out is None:
         sys.stdout.write(text)

@@ -20,6 +20,7 @@ against what the artifacts were built with, so a params.yaml edited since the la
 Hook for explainers (e.g. `--explain DIR` with Grad-CAM): ``Predictor.run(paths,
 on_batch=f)`` calls ``f(batch)`` with every PredictedBatch: the working images, the exact
 arrays fed to ``Predictor.model`` and the output rows, so an explainer recomputes nothing.
+`overlay_writer` is the one `--explain DIR` uses.
 """
 
 from __future__ import annotations
@@ -360,6 +361,39 @@ class Predictor:
         if not frames:
             return pd.DataFrame(columns=self.columns)
         return pd.concat(frames, ignore_index=True)
+
+
+def overlay_writer(
+    predictor: Predictor, out_dir: str | Path
+) -> Callable[[PredictedBatch], None]:
+    """An on_batch hook: each predicted image's fracture Grad-CAM overlay as a PNG in
+    ``out_dir``, its path in the row's ``explanation`` column (empty for failed inputs).
+
+    Files are numbered in input order (``00000_<stem>.png``): two inputs may share a name.
+    The map explains the model's score of the image itself (not of TTA's mirror image).
+    """
+    from bonexray import gradcam
+
+    if predictor.record.kind != "keras":
+        raise ArtifactsError(
+            f"{predictor.record.model}: --explain needs a Keras model (Grad-CAM); "
+            f"the forest has no feature map to explain"
+        )
+    out_dir = Path(out_dir)
+    seen = 0
+
+    def write(batch: PredictedBatch) -> None:
+        nonlocal seen
+        batch.rows["explanation"] = ""
+        if batch.ok.any():
+            maps = gradcam.explain(predictor.model, batch.inputs)
+            for k, row in enumerate(np.flatnonzero(batch.ok)):
+                path = out_dir / f"{seen + row:05d}_{Path(batch.paths[row]).stem}.png"
+                gradcam.save_overlay(path, batch.working[k], maps[k])
+                batch.rows.loc[row, "explanation"] = str(path)
+        seen += len(batch.paths)
+
+    return write
 
 
 def format_output(frame: pd.DataFrame, fmt: str) -> str:
