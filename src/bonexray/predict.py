@@ -363,9 +363,7 @@ class Predictor:
         return pd.concat(frames, ignore_index=True)
 
 
-def overlay_writer(
-    predictor: Predictor, out_dir: str | Path
-) -> Callable[[PredictedBatch], None]:
+def overlay_writer(predictor: Predictor, out_dir: str | Path) -> Callable[[PredictedBatch], None]:
     """An on_batch hook: each predicted image's fracture Grad-CAM overlay as a PNG in
     ``out_dir``, its path in the row's ``explanation`` column (empty for failed inputs).
 
