@@ -6,7 +6,8 @@ distributed mode rather than its search loop:
 - a chief process (KERASTUNER_TUNER_ID=chief) holds the oracle and serves it over gRPC on
   train.oracle_address:train.oracle_port (port 0: a free port, chosen per run). It trains
   nothing and sees no GPU; it ends once the oracle has stopped and every worker that asked
-  for a trial has been told so;
+  for a trial has been told so (or, listening on loopback, is stopped once the stage's own
+  workers have all ended: no other can exist);
 - worker processes tuner0, tuner1, ... ask the chief for trials, train them and report
   back; with GPUs visible each worker sees exactly one (CUDA_VISIBLE_DEVICES), one worker
   per GPU, else they share the CPU;
@@ -28,6 +29,7 @@ More workers on other hosts can join the same search: see README "Distributed se
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import socket
@@ -65,6 +67,13 @@ def read_job(directory: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found; the train stage writes it when it starts")
     return json.loads(path.read_text())
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:  # a host name
+        return address == "localhost"
 
 
 def free_port(address: str) -> int:
@@ -198,6 +207,11 @@ def run(
             if code == 0:
                 # Done: no trial is running and none can start. A worker still alive has
                 # not asked for a trial yet and would wait for an answer that never comes.
+                return
+            if not pending and _is_loopback(address):
+                # Every worker was told to stop, so every trial has ended and is saved, and
+                # on loopback no other host's worker can be left. The chief would notice
+                # only at its next check, every 20 s.
                 return
             time.sleep(poll_s)
     finally:
