@@ -1,7 +1,7 @@
 """Peak memory of the train@<model> stage with 1x and 4x the data.
 
 Writes a synthetic labels.parquet + band-feature shard set of N images (the default
-profile's band shape, 64x64x8 float32: 128 KiB an image) and a copy with 4N, runs
+profile's band shape, 64x64x8 float32: 128 KiB an image) and one of 4N, runs
 stages/train_keras.py on each in a fresh process (a small fixed CNN, one epoch), and
 prints each run's peak resident memory and the ratio 4x / 1x (target <= 1.3).
 
@@ -28,12 +28,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import synthetic_bands
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SHAPE = (64, 64, 8)  # repair.image_size 128, haar level 2, fft on
-SPLITS = {"train": 0.6, "val": 0.2, "test": 0.2}
 MODEL = {  # small enough that the data, not the network, sets the memory
     "rnn": False,
     "epochs": 1,
@@ -49,28 +47,6 @@ MODEL = {  # small enough that the data, not the network, sets the memory
         "learning_rate": 0.001,
     },
 }
-
-
-def write_sample(directory: Path, n: int, regions: list[str], seed: int) -> None:
-    """labels.parquet and bands/ for n images; shards of 2048 like features.shard_size."""
-    from bonexray.shards import ShardWriter
-
-    rng = np.random.default_rng(seed)
-    split = rng.choice(list(SPLITS), size=n, p=list(SPLITS.values()))
-    labels = pd.DataFrame(
-        {
-            "id": [f"img{i:06d}" for i in range(n)],
-            "split": split,
-            "region": rng.choice(regions, size=n),
-            "label_source": "original",
-            "fracture": pd.array(rng.integers(0, 2, size=n), dtype="Int8"),
-        }
-    )
-    directory.mkdir(parents=True)
-    labels.to_parquet(directory / "labels.parquet", index=False)
-    with ShardWriter(directory / "bands", SHAPE, np.float32, shard_size=2048) as bands:
-        for item_id in labels["id"]:
-            bands.add(item_id, rng.standard_normal(SHAPE, dtype=np.float32))
 
 
 class AnonSampler(threading.Thread):
@@ -140,14 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     params = load(REPO / "params.yaml")
     params["models"] = {"bench": MODEL}
     regions = list(params["taxonomy"]["regions"])
-    item_mib = np.prod(SHAPE) * 4 / 2**20
+    item_mib = np.prod(synthetic_bands.SHAPE) * 4 / 2**20
     with tempfile.TemporaryDirectory(prefix="bonexray-mem-") as tmp:
         work = Path(tmp)
         (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         figures = {"images": args.images, "factor": args.factor, "cpus": os.cpu_count()}
         for label, n in (("1x", args.images), (f"{args.factor}x", args.images * args.factor)):
             sample = work / f"sample-{label}"
-            write_sample(sample, n, regions, seed=0)
+            synthetic_bands.write(sample, n, regions)
             run = run_stage(work, sample)
             figures[label] = {"images": n, "features_mib": n * item_mib, **run}
             print(
