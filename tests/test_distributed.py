@@ -10,13 +10,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
-from tiny_sample import TINY_CONV, params, write_sample  # noqa: E402
+from tiny_sample import CHANNELS, GRID, REGIONS, TINY_CONV, params, write_sample  # noqa: E402
 
 from bonexray import distributed  # noqa: E402
+from bonexray.models.network import BoneHyperModel  # noqa: E402
 from bonexray.training import KerasOutputs, train_keras  # noqa: E402
-from bonexray.tuning import runners  # noqa: E402
+from bonexray.tuning import make_tuner, runners  # noqa: E402
 
 SPACE = {**TINY_CONV, "filters": [4, 8], "dropout": [0.0, 0.3]}
+LOSS_WEIGHTS = {"region": 1.0, "fracture": 1.0}
 
 
 def search_config(workers: int, max_trials: int) -> dict:
@@ -69,6 +71,18 @@ def test_two_workers_share_one_search_and_the_stage_refits_the_best(tmp_path):
     model = keras.saving.load_model(outputs.model_dir / "model.keras")
     assert model.get_layer("conv1").filters == best["filters"]
     assert len(pd.read_parquet(outputs.predictions)) == 24
+
+    # A random oracle proposes by trial number, not by worker: the same trials as in one process.
+    alone = make_tuner(
+        BoneHyperModel(SPACE, (GRID, GRID, CHANNELS), len(REGIONS), False, LOSS_WEIGHTS),
+        cfg["models"]["nas"]["search"],
+        tmp_path / "alone",
+        seed=cfg["seed"],
+    )
+    proposed = [alone.oracle.create_trial(f"t{i}").hyperparameters.values for i in range(4)]
+    assert trials[["filters", "dropout"]].to_dict("records") == [
+        {"filters": v["filters"], "dropout": v["dropout"]} for v in proposed
+    ]
 
 
 def test_a_failing_process_fails_the_search_with_its_code_and_log(tmp_path):

@@ -59,7 +59,8 @@ def worker_ids(workers: int) -> list[str]:
 
 
 def is_chief() -> bool:
-    return os.environ.get("KERASTUNER_TUNER_ID") == CHIEF
+    # Keras Tuner's own rule (distribute/utils.py): any id containing "chief".
+    return CHIEF in os.environ.get("KERASTUNER_TUNER_ID", "")
 
 
 def read_job(directory: str | Path) -> dict[str, Any]:
@@ -185,7 +186,8 @@ def run(
     if any(directory.iterdir()):
         raise ValueError(f"{directory}: not empty; a distributed search starts from scratch")
     (directory / LOGS).mkdir()
-    (directory / JOB).write_text(json.dumps(job, indent=2, sort_keys=True) + "\n")
+    # Key order kept: the space is declared in params order, which fixes the random draws.
+    (directory / JOB).write_text(json.dumps(job, indent=2) + "\n")
     port = port or free_port(address)
     envs = child_environments(workers, address, port, seed, visible_gpus())
     workers_named = ", ".join(worker_ids(workers))
