@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -17,6 +20,7 @@ from bonexray.models.network import BoneHyperModel  # noqa: E402
 from bonexray.training import KerasOutputs, train_keras  # noqa: E402
 from bonexray.tuning import make_tuner, runners  # noqa: E402
 
+TESTS = Path(__file__).parent
 SPACE = {**TINY_CONV, "filters": [4, 8], "dropout": [0.0, 0.3]}
 LOSS_WEIGHTS = {"region": 1.0, "fracture": 1.0}
 
@@ -110,3 +114,34 @@ def test_each_worker_sees_one_gpu_and_the_chief_none():
     assert on_cpu["tuner0"].get("CUDA_VISIBLE_DEVICES") == os.environ.get("CUDA_VISIBLE_DEVICES")
     with pytest.raises(ValueError, match="3 workers but 2 GPUs"):
         distributed.child_environments(3, "127.0.0.1", 8000, seed=7, gpus=["0", "1"])
+
+
+PREPARE_THEN_PROBE = """
+import sys
+import tensorflow as tf
+from tiny_sample import params, write_sample
+from bonexray import devices
+from bonexray.training import prepare
+sample = write_sample(__import__("pathlib").Path(sys.argv[1]))
+cfg = params(nas=__import__("json").loads(sys.argv[2]))
+prepare("nas", cfg, sample["labels"], sample["bands"])
+devices.visible_gpus()
+# Raises once TensorFlow's runtime has started (and, on a GPU machine, taken its memory).
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+if len(sys.argv) > 3:  # the probe's own check: a tensor starts the runtime
+    tf.constant(1)
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()])
+"""
+
+
+def test_the_stage_starts_no_tensorflow_runtime_before_its_workers(tmp_path):
+    """On a GPU machine a started runtime would hold the GPUs' memory the workers need."""
+    paths = [str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    command = [sys.executable, "-c", PREPARE_THEN_PROBE, str(tmp_path / "sample")]
+    command.append(json.dumps(search_config(workers=2, max_trials=2)))
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    probed = subprocess.run([*command, "probe"], env=env, capture_output=True, text=True)
+    assert "cannot be modified after being initialized" in probed.stderr
