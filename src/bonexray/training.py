@@ -190,7 +190,10 @@ class KerasModelConfig:
             return 1
         workers = self.search["workers"]
         if not isinstance(workers, int) or workers < 1:
-            raise ParamsError(f"params.yaml models.{self.name}.search.workers: {workers!r} < 1")
+            raise ParamsError(
+                f"params.yaml models.{self.name}.search.workers: {workers!r}, expected an "
+                "integer >= 1"
+            )
         return workers
 
     @classmethod
@@ -306,13 +309,14 @@ def search_process(directory: Path) -> None:
 
     spec = distributed.read_job(directory)
     job = prepare(spec["model"], spec["params"], spec["labels"], spec["bands"])
-    # Not overwrite: the processes share the directory. Each trial starts from the seed,
-    # so its score depends neither on which worker ran it nor on what ran before it.
+    # overwrite=False: the processes share the directory.
     if distributed.is_chief():
         # Serves the oracle until every worker has been told to stop.
         job.tuner(directory, overwrite=False).search()
         return
     # A worker sees one GPU at most, so train.distribution "auto" mirrors nothing here.
+    # Each trial starts from the seed: its score depends neither on which worker ran it
+    # nor on what that worker ran before.
     strategy = devices.strategy(job.train_params["distribution"])
     tuner = job.tuner(
         directory, overwrite=False, distribution_strategy=strategy, trial_seed=job.seed

@@ -12,6 +12,7 @@ the cross-entropies of such outputs lose the precision they need.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import keras
@@ -152,13 +153,10 @@ def _build(
         x = POOLINGS[values["pooling"]](name=f"global_{values['pooling']}_pool")(x)
     x = keras.layers.Dense(values["dense_units"], activation="relu", name="dense")(x)
     x = keras.layers.Dropout(values["dropout"], name="dropout_dense")(x)
+    head = partial(keras.layers.Dense, dtype="float32")  # whatever the policy (see above)
     outputs = {
-        "region": keras.layers.Dense(
-            n_regions, activation="softmax", dtype="float32", name="region"
-        )(x),
-        "fracture": keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="fracture")(
-            x
-        ),
+        "region": head(n_regions, activation="softmax", name="region")(x),
+        "fracture": head(1, activation="sigmoid", name="fracture")(x),
     }
     model = keras.Model(inputs, outputs, name=name)
     model.compile(
