@@ -6,8 +6,13 @@ Measures, in one run over the same source:
   (b) census: list every file (sidecars too), sha256, full decode (JPEG draft scale),
       perceptual hash, table; with params-like settings and `--workers` processes.
   (c) repair: census images -> working-size uint8 shards (bonexray.repair).
-and prints images/s and CPU ms/image for each, and the ratio (census + repair) / decode-only
-(target >= 0.5): as measured, and as estimated from CPU time for an otherwise idle machine.
+  (d) features: repaired shards -> wavelet/FFT band shards and forest vectors
+      (bonexray.features.build, params features.*; one process, as the stage). Its train
+      statistics come from a seeded 60/20/20 assignment of the repaired images: the split
+      stage's grouping changes which images are "train", not how long a DWT takes.
+and prints images/s and CPU ms/image for each, the ratio (census + repair) / decode-only
+(target >= 0.5): as measured, and as estimated from CPU time for an otherwise idle machine,
+and the images/s of the three data stages one after the other (and as a share of (a)).
 
     .venv/bin/python benchmarks/data_throughput.py                       # FracAtlas
     .venv/bin/python benchmarks/data_throughput.py --path data/clinic_a --kind folder
@@ -75,9 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # Imported here, not at the top: repair's spawned workers re-import this script, and
     # should import what they would under stages/repair.py, not census and pandas.
+    import numpy as np
+    import pandas as pd
+
     from bonexray import census
+    from bonexray.features import FeatureConfig, build
     from bonexray.params import load, section
     from bonexray.repair import repair
+    from bonexray.shards import ShardReader
 
     params = load(args.params)
     settings = census.Settings.from_params(params)
@@ -92,17 +102,29 @@ def main(argv: list[str] | None = None) -> int:
     images = table[(table["role"] == "image") & (table["status"] != "missing")]
     paths = images["path"].tolist()
 
-    with tempfile.TemporaryDirectory() as out, Stopwatch() as repair_time:
-        repair(
-            table,
-            Path(out) / "repair",
-            Path(out) / "quarantine.csv",
-            size=int(repair_params["image_size"]),
-            keep_aspect=bool(repair_params["keep_aspect"]),
-            max_image_pixels=section(params, "decode.max_image_pixels"),
-            shard_size=int(repair_params["shard_size"]),
-            workers=workers,
+    with tempfile.TemporaryDirectory() as out:
+        with Stopwatch() as repair_time:
+            repair(
+                table,
+                Path(out) / "repair",
+                Path(out) / "quarantine.csv",
+                size=int(repair_params["image_size"]),
+                keep_aspect=bool(repair_params["keep_aspect"]),
+                max_image_pixels=section(params, "decode.max_image_pixels"),
+                shard_size=int(repair_params["shard_size"]),
+                workers=workers,
+            )
+        repaired = ShardReader(Path(out) / "repair")
+        rng = np.random.default_rng(int(section(params, "seed")))
+        split = pd.DataFrame(
+            {
+                "id": repaired.index["id"],
+                "split": rng.choice(["train", "val", "test"], len(repaired), p=[0.6, 0.2, 0.2]),
+            }
         )
+        feature_cfg = FeatureConfig.from_params(section(params, "features"))
+        with Stopwatch() as features_time:
+            build(split, repaired, Path(out) / "features", feature_cfg)
     with Stopwatch() as decode_time:
         decode_only(paths)
 
@@ -117,11 +139,16 @@ def main(argv: list[str] | None = None) -> int:
         "decode_only_images_per_s": n / decode_time.wall,
         "census_images_per_s": n / census_time.wall,
         "repair_images_per_s": n / repair_time.wall,
+        "repaired_images": len(repaired),
+        "features_images_per_s": len(repaired) / features_time.wall,
         "census_plus_repair_images_per_s": n / pipeline_wall,
+        "data_stages_images_per_s": n / (pipeline_wall + features_time.wall),
         "decode_only_cpu_ms_per_image": 1000 * decode_time.cpu / n,
         "census_cpu_ms_per_image": 1000 * census_time.cpu / n,
         "repair_cpu_ms_per_image": 1000 * repair_time.cpu / n,
+        "features_cpu_ms_per_image": 1000 * features_time.cpu / len(repaired),
         "ratio": decode_time.wall / pipeline_wall,
+        "ratio_data_stages": decode_time.wall / (pipeline_wall + features_time.wall),
         # What the ratio would be with `workers` idle cores and perfect scaling.
         "ratio_idle_estimate": workers * decode_time.cpu / pipeline_cpu,
     }
@@ -134,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         ("(a) decode-only, 1 process", "decode_only_images_per_s", "decode_only_cpu_ms_per_image"),
         ("(b) census", "census_images_per_s", "census_cpu_ms_per_image"),
         ("(c) repair", "repair_images_per_s", "repair_cpu_ms_per_image"),
+        ("(d) features, 1 process", "features_images_per_s", "features_cpu_ms_per_image"),
     ):
         print(f"  {label:32s} {figures[rate]:9.1f} {figures[cpu]:13.2f}")
     print(f"  {'(b)+(c) census + repair':32s} {figures['census_plus_repair_images_per_s']:9.1f}")
@@ -141,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         f"  ratio (census + repair) / decode-only: {figures['ratio']:.2f} measured, "
         f"{figures['ratio_idle_estimate']:.2f} from CPU time with {workers} idle cores "
         "(target >= 0.5)"
+    )
+    print(
+        f"  census + repair + features, one after the other: "
+        f"{figures['data_stages_images_per_s']:.1f} images/s, "
+        f"{figures['ratio_data_stages']:.2f} of decode-only"
     )
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")

@@ -4,6 +4,8 @@
         --bands artifacts/features/bands --out artifacts/models/cnn_rnn_nas ...
 
 The model's settings are models.<model> in params.yaml; train holds those shared by all.
+With models.<model>.search.workers > 1 the search runs in a chief and worker processes
+(bonexray.distributed); the refit and predictions still happen here.
 """
 
 from __future__ import annotations

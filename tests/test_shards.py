@@ -1,8 +1,12 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from bonexray.shards import ShardReader, ShardWriter
+
+SMAPS = Path("/proc/self/smaps")
 
 
 def test_round_trip_across_shards(tmp_path):
@@ -78,3 +82,43 @@ def test_index_dtypes_keep_nullable_integers(tmp_path):
     index = ShardReader(tmp_path).index
     assert str(index["filled"].dtype) == "Int32"
     assert index["filled"].isna().tolist() == [True, False]
+
+
+def test_rows_stay_on_disk_until_read(tmp_path):
+    rng = np.random.default_rng(1)
+    items = rng.normal(size=(7, 3, 2)).astype(np.float32)
+    with ShardWriter(tmp_path, (3, 2), np.float32, shard_size=3) as writer:
+        for i, item in enumerate(items):
+            writer.add(f"img{i}", item)
+    rows = ShardReader(tmp_path).rows(["img6", "img0", "img4", "img2"])
+    assert rows.shape == (4, 3, 2) and len(rows) == 4
+    np.testing.assert_array_equal(rows.read(), items[[6, 0, 4, 2]])
+    picked = rows.subset(np.array([True, False, True, False]))
+    np.testing.assert_array_equal(picked.read(), items[[6, 4]])
+    np.testing.assert_array_equal(rows.read(np.array([3, 0])), items[[2, 6]])
+
+
+def mapped_resident_kib(path) -> int:
+    """Resident KiB of this process's memory maps of ``path`` (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in SMAPS.read_text().splitlines():
+        if line[0] in "0123456789abcdef" and "-" in line.split()[0]:
+            inside = line.endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not SMAPS.exists(), reason="Linux /proc only")
+def test_reading_rows_leaves_no_shard_page_resident_in_the_process(tmp_path):
+    """Pages read through a memory map would stay in the reader's resident set, so a model
+    stage reading every row each epoch would grow with the data set."""
+    items = np.ones((64, 32, 32), np.float32)  # 256 KiB in one shard
+    with ShardWriter(tmp_path, (32, 32), np.float32) as writer:
+        for i, item in enumerate(items):
+            writer.add(str(i), item)
+    reader = ShardReader(tmp_path)
+    assert reader.take(range(64)).sum() == items.sum()
+    assert mapped_resident_kib(tmp_path / "shard-00000.npy") == 0
+    np.asarray(reader._shards[0]).sum()  # reading through the map does count
+    assert mapped_resident_kib(tmp_path / "shard-00000.npy") > 0

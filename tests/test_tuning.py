@@ -79,7 +79,13 @@ def test_search_saves_trials_and_a_loadable_model(tmp_path):
     space = {**TINY_RNN, "filters": [4, 8], "dropout": [0.0, 0.3], "learning_rate": [0.001, 0.01]}
     cfg = {
         "rnn": True,
-        "search": {"tuner": "bayesian", "max_trials": 2, "epochs": 1, "executions_per_trial": 1},
+        "search": {
+            "tuner": "bayesian",
+            "max_trials": 2,
+            "epochs": 1,
+            "executions_per_trial": 1,
+            "workers": 1,
+        },
         "final_epochs": 2,
         "space": space,
     }

@@ -87,6 +87,10 @@ def params(**models: dict) -> dict:
             "loss_weights": {"region": 1.0, "fracture": 1.0},
             "early_stopping_patience": 2,
             "deterministic": True,
+            "mixed_precision": False,
+            "distribution": "auto",
+            "oracle_address": "127.0.0.1",
+            "oracle_port": 0,
         },
         "models": models,
         "rf": {

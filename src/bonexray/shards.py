@@ -12,6 +12,7 @@ opened with ``np.load(mmap_mode="r")`` so a reader touches only the rows it asks
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -145,11 +146,28 @@ class ShardReader(Sequence[np.ndarray]):
             )
 
     def take(self, positions: Iterable[int]) -> np.ndarray:
-        """Stack the items at ``positions`` into one in-memory array."""
+        """Stack the items at ``positions`` into one in-memory array.
+
+        Rows are copied with pread from the page cache, not through the memory maps: pages
+        touched through a map stay in this process's resident set, so a model stage that
+        reads every row each epoch would grow with the data set.
+        """
         positions = np.fromiter(positions, dtype=np.int64)
         out = np.empty((len(positions), *self.item_shape), np.dtype(self.meta["dtype"]))
-        for k, p in enumerate(positions):
-            out[k] = self._shards[self._shard_of[p]][self._row_of[p]]
+        row_bytes = out[0].nbytes if len(out) else 0
+        files: dict[int, int] = {}
+        try:
+            for k, p in enumerate(positions):
+                shard = int(self._shard_of[p])
+                if shard not in files:
+                    path = self.directory / f"shard-{shard:05d}.npy"
+                    files[shard] = os.open(path, os.O_RDONLY)
+                offset = self._shards[shard].offset + int(self._row_of[p]) * row_bytes
+                if os.preadv(files[shard], [out[k]], offset) != row_bytes:
+                    raise ValueError(f"{self.directory}: shard {shard} is truncated")
+        finally:
+            for fd in files.values():
+                os.close(fd)
         return out
 
     def take_ids(self, ids: Iterable[str]) -> np.ndarray:
@@ -158,3 +176,39 @@ class ShardReader(Sequence[np.ndarray]):
     def iter_batches(self, positions: Sequence[int], batch_size: int) -> Iterator[np.ndarray]:
         for start in range(0, len(positions), batch_size):
             yield self.take(positions[start : start + batch_size])
+
+    def rows(self, ids: Iterable[str]) -> ShardRows:
+        """The items of ``ids``, in that order, left on disk until read."""
+        return ShardRows(self, np.fromiter((self._pos[i] for i in ids), dtype=np.int64))
+
+
+class ShardRows:
+    """A selection of a shard directory's items, read on demand.
+
+    Training streams batches from here, so a stage holds one batch of a data set in
+    memory rather than the whole set, whatever its size.
+    """
+
+    def __init__(self, reader: ShardReader, positions: np.ndarray) -> None:
+        self.reader = reader
+        self.positions = np.asarray(positions, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        return self.reader.item_shape
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self.item_shape)
+
+    def subset(self, selection: np.ndarray) -> ShardRows:
+        """Rows by boolean mask or integer index, still on disk."""
+        return ShardRows(self.reader, self.positions[selection])
+
+    def read(self, selection: np.ndarray | None = None) -> np.ndarray:
+        """All rows, or those at ``selection``, as one in-memory array."""
+        positions = self.positions if selection is None else self.positions[selection]
+        return self.reader.take(positions)

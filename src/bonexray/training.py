@@ -2,27 +2,35 @@
 
 Unknown fracture labels never drop a row: they get sample weight 0 on the fracture head,
 so they still train the region head. `make_dataset` is the one place that builds a tf.data
-pipeline (from in-memory arrays for now; see models/examples.py).
-`train_keras` runs one model end to end for the train@<name> stage.
+pipeline; it streams each batch's features from the shards (models/examples.py).
+`train_keras` runs one model end to end for the train@<name> stage: in this process, or
+with its search spread over a chief and worker processes (distributed.py), each of which
+runs `search_process`; both build their search with `prepare`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from bonexray import predictions
+from bonexray import devices, distributed, predictions
 from bonexray.models.examples import Examples, load_examples
 from bonexray.params import ParamsError, section
 from bonexray.taxonomy import Taxonomy
+
+if TYPE_CHECKING:
+    import keras_tuner as kt
+
+    from bonexray.models.network import BoneHyperModel
 
 CLASS_WEIGHT_MODES = ("balanced", "none")
 MODEL_FILE = "model.keras"  # the final model, in the model directory
@@ -82,19 +90,34 @@ def targets(examples: Examples) -> dict[str, np.ndarray]:
 
 def make_dataset(
     examples: Examples,
-    weights: HeadWeights,
+    weights: HeadWeights | None,
     batch_size: int,
     shuffle_seed: int | None = None,
 ):
-    """(features, targets, per-head sample weights) batches; shuffled when given a seed."""
+    """(features, targets, per-head sample weights) batches, or features alone when
+    ``weights`` is None (to predict); shuffled when given a seed.
+
+    The dataset holds row numbers, targets and weights (bytes a row); each batch's features
+    are read from the shards when it is due, the next batch prefetched while one trains.
+    Shuffling row numbers draws the permutation that shuffling whole rows drew.
+    """
     import tensorflow as tf
 
-    data = tf.data.Dataset.from_tensor_slices(
-        (examples.features, targets(examples), weights.for_rows(examples))
-    )
+    labels = () if weights is None else (targets(examples), weights.for_rows(examples))
+    data = tf.data.Dataset.from_tensor_slices((np.arange(len(examples)), *labels))
     if shuffle_seed is not None:
         data = data.shuffle(len(examples), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    shape = (None, *examples.rows.item_shape)
+
+    def read(rows: np.ndarray) -> np.ndarray:
+        return examples.rows.read(rows).astype(np.float32, copy=False)
+
+    def with_features(rows, *rest):
+        features = tf.numpy_function(read, [rows], tf.float32, stateful=False)
+        features.set_shape(shape)
+        return (features, *rest) if rest else features
+
+    return data.batch(batch_size).map(with_features).prefetch(tf.data.AUTOTUNE)
 
 
 def configure_determinism(seed: int, deterministic: bool) -> None:
@@ -124,15 +147,19 @@ def fit(model, train_data, val_data, epochs: int, patience: int, callbacks: Sequ
     )
 
 
-def predict_heads(model, features: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(region probabilities (n, regions), fracture probabilities (n,)) of a two-headed model."""
-    proba = model.predict(features, batch_size=batch_size, verbose=0)
+def predict_heads(model, inputs, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(region probabilities (n, regions), fracture probabilities (n,)) of a two-headed model.
+
+    ``inputs``: an array (cut into ``batch_size`` batches) or a batched tf.data.Dataset.
+    """
+    proba = model.predict(inputs, batch_size=batch_size, verbose=0)
     return np.asarray(proba["region"]), np.asarray(proba["fracture"]).reshape(-1)
 
 
 def predict_frame(model, examples: Examples, regions: Sequence[str], batch_size: int):
     """The predictions table (predictions.py format) for ``examples``."""
-    region, fracture = predict_heads(model, examples.features, batch_size)
+    # Streamed from the shards, as in training: the features never sit in memory at once.
+    region, fracture = predict_heads(model, make_dataset(examples, None, batch_size))
     return predictions.to_frame(examples.ids, examples.split, region, fracture, regions)
 
 
@@ -165,6 +192,19 @@ class KerasModelConfig:
     def where(self) -> str:
         return f"models.{self.name}.{'space' if self.search else 'fixed'}"
 
+    @property
+    def workers(self) -> int:
+        """Processes training trials: 1 searches in the stage's own process."""
+        if not self.search:
+            return 1
+        workers = self.search["workers"]
+        if not isinstance(workers, int) or workers < 1:
+            raise ParamsError(
+                f"params.yaml models.{self.name}.search.workers: {workers!r}, expected an "
+                "integer >= 1"
+            )
+        return workers
+
     @classmethod
     def from_params(cls, params: Mapping[str, Any], name: str) -> KerasModelConfig:
         cfg = section(params, f"models.{name}")
@@ -194,6 +234,106 @@ class KerasOutputs:
     trials: Path
 
 
+@dataclass(frozen=True)
+class KerasJob:
+    """One Keras model's settings, data and hypermodel, as every process of its stage sees them."""
+
+    config: KerasModelConfig
+    train_params: Mapping[str, Any]
+    seed: int
+    regions: Sequence[str]
+    examples: Examples
+    train: Examples
+    val: Examples
+    weights: HeadWeights
+    hypermodel: BoneHyperModel
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.train_params["batch_size"])
+
+    @property
+    def patience(self) -> int:
+        return int(self.train_params["early_stopping_patience"])
+
+    def datasets(self, replicas: int = 1) -> tuple[Any, Any]:
+        """Train (shuffled) and val batches; train.batch_size is per replica."""
+        batch = self.batch_size * replicas
+        return (
+            make_dataset(self.train, self.weights, batch, shuffle_seed=self.seed),
+            make_dataset(self.val, self.weights, batch),
+        )
+
+    def tuner(self, directory: Path, **kwargs: Any) -> kt.Tuner:
+        from bonexray.tuning import make_tuner
+
+        where = f"models.{self.config.name}.search"
+        search = self.config.search
+        return make_tuner(self.hypermodel, search, directory, self.seed, where, **kwargs)
+
+
+def prepare(
+    name: str, params: Mapping[str, Any], labels_path: str | Path, bands_dir: str | Path
+) -> KerasJob:
+    """Seed and configure this process, join labels to features, build the hypermodel."""
+    from bonexray.models.network import BoneHyperModel
+
+    config = KerasModelConfig.from_params(params, name)
+    train_params = section(params, "train")
+    seed = int(section(params, "seed"))
+    regions = Taxonomy.from_params(params).regions
+    configure_determinism(seed, bool(train_params["deterministic"]))
+
+    examples = load_examples(labels_path, bands_dir, regions)
+    train, val = examples.labelled("train"), examples.labelled("val")
+    for split, rows in (("train", train), ("val", val)):
+        if len(rows) == 0:
+            raise ValueError(f"{labels_path}: no labelled {split} rows to fit {name}")
+    hypermodel = BoneHyperModel(
+        config.space,
+        examples.rows.item_shape,
+        len(regions),
+        config.rnn,
+        train_params["loss_weights"],
+        name=name,
+        where=config.where,
+        mixed_precision=bool(train_params["mixed_precision"]),
+    )
+    return KerasJob(
+        config=config,
+        train_params=train_params,
+        seed=seed,
+        regions=regions,
+        examples=examples,
+        train=train,
+        val=val,
+        weights=HeadWeights.from_training(train, train_params["class_weight"]),
+        hypermodel=hypermodel,
+    )
+
+
+def search_process(directory: Path) -> None:
+    """One process of a distributed search over ``directory``: the chief or a worker."""
+    from bonexray.tuning import run_search
+
+    spec = distributed.read_job(directory)
+    job = prepare(spec["model"], spec["params"], spec["labels"], spec["bands"])
+    # overwrite=False: the processes share the directory.
+    if distributed.is_chief():
+        # Serves the oracle until every worker has been told to stop.
+        job.tuner(directory, overwrite=False).search()
+        return
+    # A worker sees one GPU at most, so train.distribution "auto" mirrors nothing here.
+    # Each trial starts from the seed: its score depends neither on which worker ran it
+    # nor on what that worker ran before.
+    strategy = devices.strategy(job.train_params["distribution"])
+    tuner = job.tuner(
+        directory, overwrite=False, distribution_strategy=strategy, trial_seed=job.seed
+    )
+    train_data, val_data = job.datasets(strategy.num_replicas_in_sync)
+    run_search(tuner, train_data, val_data, int(job.config.search["epochs"]), job.patience)
+
+
 def train_keras(
     name: str,
     params: Mapping[str, Any],
@@ -207,43 +347,51 @@ def train_keras(
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback
 
-    from bonexray.models.network import BoneHyperModel
-    from bonexray.tuning import make_tuner, run_search, trials_table
+    from bonexray.tuning import best_hyperparameters, run_search, runners, trials_table
 
-    config = KerasModelConfig.from_params(params, name)
-    train_params = section(params, "train")
-    seed = int(section(params, "seed"))
-    regions = Taxonomy.from_params(params).regions
-    configure_determinism(seed, bool(train_params["deterministic"]))
-
-    examples = load_examples(labels_path, bands_dir, regions)
-    train, val = examples.labelled("train"), examples.labelled("val")
-    for split, rows in (("train", train), ("val", val)):
-        if len(rows) == 0:
-            raise ValueError(f"{labels_path}: no labelled {split} rows to fit {name}")
-    weights = HeadWeights.from_training(train, train_params["class_weight"])
-    batch_size = int(train_params["batch_size"])
-    patience = int(train_params["early_stopping_patience"])
-    train_data = make_dataset(train, weights, batch_size, shuffle_seed=seed)
-    val_data = make_dataset(val, weights, batch_size)
-    hypermodel = BoneHyperModel(
-        config.space,
-        examples.features.shape[1:],
-        len(regions),
-        config.rnn,
-        train_params["loss_weights"],
-        name=name,
-        where=config.where,
-    )
+    if "KERASTUNER_ORACLE_IP" in os.environ:
+        # Keras Tuner would make this process a client of that oracle, not a search.
+        raise RuntimeError(
+            "KERASTUNER_ORACLE_IP is set: unset it; the stage starts its own chief and "
+            f"workers (params.yaml models.{name}.search.workers)"
+        )
+    job = prepare(name, params, labels_path, bands_dir)
+    config, train, val, seed = job.config, job.train, job.val, job.seed
+    train_params = job.train_params
 
     shutil.rmtree(outputs.model_dir, ignore_errors=True)
     outputs.model_dir.mkdir(parents=True)
+    tuner_dir = outputs.model_dir / "tuner"
     started = time.perf_counter()
-    if config.search:
-        tuner = make_tuner(
-            hypermodel, config.search, outputs.model_dir / "tuner", seed, f"models.{name}.search"
+    if config.search and config.workers > 1:
+        # Before this process builds a tensor: TensorFlow's runtime, once started, holds
+        # the GPUs' memory that the workers need.
+        spec = {
+            "model": name,
+            "params": params,
+            "labels": str(labels_path),
+            "bands": str(bands_dir),
+        }
+        distributed.run(
+            tuner_dir,
+            spec,
+            config.workers,
+            str(train_params["oracle_address"]),
+            int(train_params["oracle_port"]),
+            seed,
         )
-        best_hp = run_search(tuner, train_data, val_data, int(config.search["epochs"]), patience)
+    strategy = devices.strategy(train_params["distribution"])
+    train_data, val_data = job.datasets(strategy.num_replicas_in_sync)
+    if config.search:
+        if config.workers > 1:
+            tuner = job.tuner(tuner_dir, overwrite=False)
+            tuner.oracle.reload()  # the trials the chief recorded
+            per_worker = pd.Series(runners(tuner_dir)).value_counts().sort_index()
+            print(f"{name}: trials run per worker: {per_worker.to_dict()}")
+        else:
+            tuner = job.tuner(tuner_dir, distribution_strategy=strategy)
+            run_search(tuner, train_data, val_data, int(config.search["epochs"]), job.patience)
+        best_hp = best_hyperparameters(tuner)
         trials = trials_table(tuner)
         print(f"{name}: search took {time.perf_counter() - started:.1f} s")
     else:
@@ -252,13 +400,14 @@ def train_keras(
     # The final fit starts from the same RNG state whatever the search consumed.
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
-    model = hypermodel.build(best_hp)
+    with strategy.scope():
+        model = job.hypermodel.build(best_hp)
     # Curves of the final fit only: every trial logging into one DVCLive directory would
     # splice unrelated architectures into one series; the trials table covers the search.
     live = Live(dir=str(outputs.live_dir), dvcyaml=None, save_dvc_exp=False, report=None)
     fit_started = time.perf_counter()
     callbacks = [DVCLiveCallback(live=live)]
-    history = fit(model, train_data, val_data, config.epochs, patience, callbacks)
+    history = fit(model, train_data, val_data, config.epochs, job.patience, callbacks)
     fit_seconds = time.perf_counter() - fit_started
     summary = history_summary(history.history)
     print(
@@ -283,8 +432,10 @@ def train_keras(
     trials.to_csv(outputs.model_dir / "trials.csv", index=False)
     outputs.trials.parent.mkdir(parents=True, exist_ok=True)
     trials.to_csv(outputs.trials, index=False)
+    batch_size = job.batch_size * strategy.num_replicas_in_sync
     predictions.write(
-        predict_frame(model, examples.to_predict(), regions, batch_size), outputs.predictions
+        predict_frame(model, job.examples.to_predict(), job.regions, batch_size),
+        outputs.predictions,
     )
     metrics = {
         **summary,

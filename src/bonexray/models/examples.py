@@ -1,9 +1,11 @@
 """Images joined to their labels, and which rows each model fits, selects on and predicts.
 
 Labels (artifacts/labels.parquet) are joined by id to per-image arrays in a shard directory:
-the wavelet bands for the networks, the feature vectors for the forest. The sample fits in
-memory, so `load_examples` reads it eagerly; streaming from the ShardReader later would
-change this module and training.make_dataset only.
+the wavelet bands for the networks, the feature vectors for the forest. Nothing is read into
+RAM: `load_examples` joins labels to shard rows left on disk (`ShardRows`), and
+training.make_dataset streams batches from them, so a model stage's memory does not grow
+with the data set. `Examples.features` reads the rows into memory where an array is wanted
+(the forest's small vectors, tests).
 
 - fitting: the train split, rows whose region is known (label_source != "excluded");
 - early stopping and model selection: the same rows of the val split;
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bonexray.shards import ShardReader
+from bonexray.shards import ShardReader, ShardRows
 
 LABEL_COLUMNS = ("id", "split", "region", "label_source", "fracture")
 PREDICTED_SPLITS = ("val", "test")
@@ -34,10 +36,15 @@ class Examples:
     label_source: np.ndarray
     region: np.ndarray  # int64 class index in taxonomy order, -1 when unknown
     fracture: np.ndarray  # float32 1/0, NaN when unknown
-    features: np.ndarray  # (n, *item_shape) float32
+    rows: ShardRows  # (n, *item_shape) float32, on disk
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def features(self) -> np.ndarray:
+        """Every row's array, read into memory now (each call reads again)."""
+        return self.rows.read()
 
     def subset(self, mask: np.ndarray) -> Examples:
         return Examples(
@@ -46,7 +53,7 @@ class Examples:
             self.label_source[mask],
             self.region[mask],
             self.fracture[mask],
-            self.features[mask],
+            self.rows.subset(mask),
         )
 
     def labelled(self, split: str) -> Examples:
@@ -94,5 +101,5 @@ def load_examples(
         label_source=labels["label_source"].astype(str).to_numpy(),
         region=region,
         fracture=fracture,
-        features=reader.take_ids(labels["id"]),
+        rows=reader.rows(labels["id"]),
     )

@@ -4,17 +4,21 @@ One builder serves all three Keras models: `cnn_rnn_nas` (recurrent part on, sea
 `cnn_nas` (global average pooling instead, searched) and `cnn` (fixed values, no search).
 Every network has two outputs, named "region" (softmax over the taxonomy's regions) and
 "fracture" (sigmoid), returned as a dict so that per-output targets and sample weights are
-matched by name.
+matched by name. With train.mixed_precision the layers compute in float16, but both heads
+(their Dense and activation) stay float32: a softmax or sigmoid in float16 saturates, and
+the cross-entropies of such outputs lose the precision they need.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import keras
 import keras_tuner as kt
 
+from bonexray.devices import precision
 from bonexray.models.space import declare
 
 CONV_KEYS = (
@@ -121,11 +125,26 @@ def build_network(
     loss_weights: Mapping[str, float],
     name: str = "bonexray",
     where: str = "space",
+    mixed_precision: bool = False,
 ) -> keras.Model:
     """Build and compile the two-headed network for one set of hyperparameter values."""
     _check_keys(values, rnn, where)
     if set(loss_weights) != set(HEADS):
         raise ValueError(f"params.yaml train.loss_weights: expected keys {HEADS}")
+    # Compiled inside the scope too: Keras wraps the optimizer in loss scaling when the
+    # model's policy is mixed.
+    with precision(mixed_precision):
+        return _build(values, input_shape, n_regions, rnn, loss_weights, name)
+
+
+def _build(
+    values: Mapping[str, Any],
+    input_shape: Sequence[int],
+    n_regions: int,
+    rnn: bool,
+    loss_weights: Mapping[str, float],
+    name: str,
+) -> keras.Model:
     inputs = keras.Input(shape=tuple(input_shape), name="bands")
     x = _conv_blocks(inputs, values)
     if rnn:
@@ -134,9 +153,10 @@ def build_network(
         x = POOLINGS[values["pooling"]](name=f"global_{values['pooling']}_pool")(x)
     x = keras.layers.Dense(values["dense_units"], activation="relu", name="dense")(x)
     x = keras.layers.Dropout(values["dropout"], name="dropout_dense")(x)
+    head = partial(keras.layers.Dense, dtype="float32")  # whatever the policy (see above)
     outputs = {
-        "region": keras.layers.Dense(n_regions, activation="softmax", name="region")(x),
-        "fracture": keras.layers.Dense(1, activation="sigmoid", name="fracture")(x),
+        "region": head(n_regions, activation="softmax", name="region")(x),
+        "fracture": head(1, activation="sigmoid", name="fracture")(x),
     }
     model = keras.Model(inputs, outputs, name=name)
     model.compile(
@@ -170,6 +190,7 @@ class BoneHyperModel(kt.HyperModel):
         loss_weights: Mapping[str, float],
         name: str = "bonexray",
         where: str = "space",
+        mixed_precision: bool = False,
     ) -> None:
         super().__init__(name=name)
         self.space = dict(space)
@@ -178,6 +199,7 @@ class BoneHyperModel(kt.HyperModel):
         self.rnn = rnn
         self.loss_weights = dict(loss_weights)
         self.where = where
+        self.mixed_precision = mixed_precision
         _check_keys(self.space, rnn, where)
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
@@ -190,4 +212,5 @@ class BoneHyperModel(kt.HyperModel):
             self.loss_weights,
             name=self.name,
             where=self.where,
+            mixed_precision=self.mixed_precision,
         )
