@@ -139,6 +139,19 @@ def fabricate_repo(root: Path) -> Path:
     return root
 
 
+def scored_repo(root: Path) -> dict:
+    """fabricate_repo(root) and evaluate's scores of it: root, labels, settings, scores."""
+    fabricate_repo(root)
+    labels = evaluate.read_labels(root / "artifacts" / "labels.parquet", REGIONS)
+    tables = {
+        m: predictions.read(root / "artifacts" / "predictions" / f"{m}.parquet", REGIONS)
+        for m in MODELS
+    }
+    settings = evaluate.Settings.from_params(PARAMS)
+    scores = evaluate.evaluate_all(labels, tables, REGIONS, settings)
+    return {"root": root, "labels": labels, "settings": settings, "scores": scores}
+
+
 def settings(**overrides: object) -> evaluate.Settings:
     params = {**PARAMS, "evaluate": {**PARAMS["evaluate"], **overrides}}
     return evaluate.Settings.from_params(params)

@@ -13,10 +13,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
-from test_evaluate import PARAMS, fabricate_repo  # noqa: E402
+from test_evaluate import MODELS, PARAMS, scored_repo  # noqa: E402
 from tiny_sample import CHANNELS, GRID, REGIONS, TINY_CONV, TINY_RNN, write_sample  # noqa: E402
 
-from bonexray import evaluate, gradcam, predictions, report  # noqa: E402
+from bonexray import gradcam, report  # noqa: E402
 from bonexray.models.examples import load_examples  # noqa: E402
 from bonexray.models.network import build_network  # noqa: E402
 from bonexray.shards import ShardWriter  # noqa: E402
@@ -110,15 +110,9 @@ def test_overlay_is_rgb_at_image_size_and_leaves_cold_pixels_alone(tmp_path):
 
 
 def test_the_report_shows_each_keras_models_gradcam_beside_its_examples(tmp_path):
-    root = fabricate_repo(tmp_path)  # 32 px repair images: a 16 px band grid
-    regions, models = PARAMS["taxonomy"]["regions"], list(PARAMS["models"]) + ["rf"]
-    labels = evaluate.read_labels(root / "artifacts" / "labels.parquet", regions)
-    tables = {
-        m: predictions.read(root / "artifacts" / "predictions" / f"{m}.parquet", regions)
-        for m in models
-    }
-    settings = evaluate.Settings.from_params(PARAMS)
-    scores = evaluate.evaluate_all(labels, tables, regions, settings)
+    scored = scored_repo(tmp_path)  # 32 px repair images: a 16 px band grid
+    root, labels, settings, scores = (scored[k] for k in ("root", "labels", "settings", "scores"))
+    regions = PARAMS["taxonomy"]["regions"]
     rng = np.random.default_rng(0)
     with ShardWriter(root / "bands", SHAPE, np.float32) as bands:
         for item_id in labels["id"]:
@@ -133,7 +127,7 @@ def test_the_report_shows_each_keras_models_gradcam_beside_its_examples(tmp_path
         )
     document = report.build(
         scores,
-        models,
+        MODELS,
         regions,
         settings,
         sources=PARAMS["sources"],

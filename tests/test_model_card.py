@@ -6,23 +6,15 @@ import re
 from pathlib import Path
 
 import pytest
-from test_evaluate import MODELS, PARAMS, REGIONS, fabricate_repo
+from test_evaluate import MODELS, PARAMS, scored_repo
 
-from bonexray import evaluate, metrics, model_card, predictions
+from bonexray import metrics, model_card
 from bonexray.datasets import FRACATLAS, SYNTH_README_TITLE
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> dict:
-    root = fabricate_repo(tmp_path_factory.mktemp("cards"))
-    labels = evaluate.read_labels(root / "artifacts" / "labels.parquet", REGIONS)
-    tables = {
-        m: predictions.read(root / "artifacts" / "predictions" / f"{m}.parquet", REGIONS)
-        for m in MODELS
-    }
-    settings = evaluate.Settings.from_params(PARAMS)
-    scores = evaluate.evaluate_all(labels, tables, REGIONS, settings)
-    return {"root": root, "labels": labels, "settings": settings, "scores": scores}
+    return scored_repo(tmp_path_factory.mktemp("cards"))
 
 
 def cards(repo: dict, out: Path, sources: dict) -> dict[str, str]:

@@ -6,27 +6,14 @@ import re
 from pathlib import Path
 
 import pytest
-from test_evaluate import MODELS, PARAMS, REGIONS, SKILL, fabricate_predictions, fabricate_repo
+from test_evaluate import MODELS, PARAMS, REGIONS, SKILL, fabricate_predictions, scored_repo
 
-from bonexray import evaluate, predictions, report
+from bonexray import evaluate, report
 
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> dict:
-    root = fabricate_repo(tmp_path_factory.mktemp("report"))
-    labels = evaluate.read_labels(root / "artifacts" / "labels.parquet", REGIONS)
-    tables = {
-        m: predictions.read(root / "artifacts" / "predictions" / f"{m}.parquet", REGIONS)
-        for m in MODELS
-    }
-    settings = evaluate.Settings.from_params(PARAMS)
-    scores = evaluate.evaluate_all(labels, tables, REGIONS, settings)
-    return {
-        "root": root,
-        "labels": labels,
-        "settings": settings,
-        "scores": scores,
-    }
+    return scored_repo(tmp_path_factory.mktemp("report"))
 
 
 def build(inputs: dict, train_plots: str = "plots/train", trials: str = "plots/trials") -> str:
