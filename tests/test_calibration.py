@@ -1,4 +1,4 @@
-"""Temperature scaling: it recovers a known temperature, and evaluate reports it honestly."""
+"""Temperature and Platt scaling: they recover known parameters, evaluate reports them honestly."""
 
 from __future__ import annotations
 
@@ -33,6 +33,22 @@ def test_binary_temperature_is_recovered():
         calibration.scale_binary(p, 3.0)[:5],
         sigmoid(np.log(p[:5] / (1 - p[:5])) / 3.0),
     )
+
+
+def test_platt_recovers_a_shifted_base_rate_that_no_temperature_can():
+    """As balanced class weights do: the 'model' reports sigmoid(2 z + 1.5), labels follow
+    sigmoid(z), so its mean probability is far above the prevalence."""
+    rng = np.random.default_rng(5)
+    z = rng.normal(-1.5, 1.5, 20_000)
+    y = (rng.random(z.size) < sigmoid(z)).astype(int)
+    p = sigmoid(2.0 * z + 1.5)
+    t, b = calibration.fit_platt(y, p)
+    assert t == pytest.approx(2.0, rel=0.08) and b == pytest.approx(-0.75, abs=0.08)
+    platt = calibration.scale_binary(p, t, b)
+    temperature = calibration.scale_binary(p, calibration.fit_binary(y, p))
+    assert abs(platt.mean() - y.mean()) < 0.01 < abs(temperature.mean() - y.mean())
+    assert metrics.binary_nll(y, platt) < metrics.binary_nll(y, temperature)
+    assert calibration.fit_platt(np.zeros(5), np.full(5, 0.3)) == (1.0, 0.0)  # one class
 
 
 def test_softmax_temperature_is_recovered():
@@ -70,7 +86,7 @@ def test_degenerate_inputs_keep_the_identity_and_stay_finite():
     assert np.isfinite(rows).all()
     np.testing.assert_allclose(rows.sum(axis=1), 1.0)
     with pytest.raises(ValueError, match="calibration method"):
-        calibration.Temperatures.fit("platt", [], np.zeros((0, 2)), [], [])
+        calibration.Temperatures.fit("isotonic", [], np.zeros((0, 2)), [], [])
 
 
 def test_evaluate_scores_calibrated_probabilities_and_keeps_the_raw_ones():

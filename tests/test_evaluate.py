@@ -318,10 +318,10 @@ def test_model_assigned_regions_are_not_scored_unless_asked():
         settings(score_region_sources=["excluded"])
 
 
-@pytest.mark.parametrize("calibration", ["temperature", "none"])
+@pytest.mark.parametrize("calibration", ["platt", "temperature", "none"])
 def test_threshold_is_chosen_on_val_and_applied_to_test(calibration):
     """On the calibrated scale (what predict outputs); the same decisions as uncalibrated,
-    since temperature scaling is strictly increasing."""
+    since every calibration map is strictly increasing."""
     labels = fabricate_labels()
     preds = fabricate_predictions(labels, 1.0, seed=3)
     result = evaluate.evaluate_all(

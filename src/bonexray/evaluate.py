@@ -9,11 +9,12 @@ VAL and applied unchanged to test. Which rows count:
   relabel model produced them: scoring against them would reward agreeing with it;
 - fracture: rows with a known fracture label.
 
-Calibration (``evaluate.calibration``: temperature | none): each model's two heads are
-temperature-scaled (src/bonexray/calibration.py) with temperatures fitted on the VAL rows
-that are scored; every score, and the operating point, is then computed on the calibrated
-probabilities, which are what `bonexray predict` outputs. ECE, Brier and NLL before scaling
-are kept beside them (``*_uncalibrated``).
+Calibration (``evaluate.calibration``: platt | temperature | none): each model's two heads
+are rescaled (src/bonexray/calibration.py: a temperature per head, and with platt a bias for
+the fracture head) with parameters fitted on the VAL rows that are scored; every score, and
+the operating point, is then computed on the calibrated probabilities, which are what
+`bonexray predict` outputs. ECE, Brier and NLL before calibration are kept beside them
+(``*_uncalibrated``).
 
 The baselines are predictions tables like a model's, built from TRAIN-split label
 frequencies with scikit-learn's DummyClassifier: ``baseline_majority`` predicts the most
@@ -70,6 +71,7 @@ COMPARE_KEYS = {
     "fracture_ece": ("fracture", "ece"),
     "fracture_ece_uncalibrated": ("fracture", "ece_uncalibrated"),
     "fracture_temperature": ("fracture", "temperature"),
+    "fracture_bias": ("fracture", "bias"),
     "region_ece": ("region", "ece"),
     "region_ece_uncalibrated": ("region", "ece_uncalibrated"),
     "region_temperature": ("region", "temperature"),
@@ -320,6 +322,7 @@ def score(
             "sensitivity": sensitivity,
             "specificity": specificity,
             "temperature": temperatures.fracture,
+            "bias": temperatures.fracture_bias,
             "brier": metrics.brier(y, p),
             "brier_uncalibrated": metrics.brier(y, raw_p),
             "ece": metrics.expected_calibration_error(calibration_table),

@@ -269,10 +269,11 @@ def metrics_section(result: Scores, baseline: Scores | None, settings: Settings)
     header = ["metric (test)", "value", "95% CI", BASELINE, "interval"]
     by_region = ", ".join(f"{r} {_number(v)}" for r, v in fracture["auroc_by_region"].items())
     calibrated = (
-        f"\n\nProbabilities are temperature-scaled with temperatures fitted on val (fracture "
-        f"T {_number(fracture['temperature'], 2)}, region T {_number(region['temperature'], 2)}); "
+        f"\n\nProbabilities are calibrated ({settings.calibration} scaling) with parameters "
+        f"fitted on val (fracture T {_number(fracture['temperature'], 2)}, bias "
+        f"{_number(fracture.get('bias', 0.0), 2)}; region T {_number(region['temperature'], 2)}); "
         "the scores above are on that scale, as `bonexray predict` outputs them. Before "
-        f"scaling: fracture ECE {_number(fracture['ece_uncalibrated'])}, Brier "
+        f"calibration: fracture ECE {_number(fracture['ece_uncalibrated'])}, Brier "
         f"{_number(fracture['brier_uncalibrated'])}."
         if settings.calibration != "none"
         else "\n\nProbabilities are not calibrated (evaluate.calibration: none)."

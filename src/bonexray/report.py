@@ -414,10 +414,10 @@ def settings_note(settings: Settings) -> str:
         + f") and applied to test. AUROC 95% CI: percentile bootstrap, {settings.bootstrap} "
         f"resamples. ECE over {settings.calibration_bins} equal-width bins. "
         + (
-            "Model probabilities are temperature-scaled per head, temperatures fitted on "
-            "validation; every score and the threshold use the scaled probabilities (the "
-            "legend's raw ECE is before scaling). "
-            if settings.calibration == "temperature"
+            f"Model probabilities are calibrated per head ({settings.calibration} scaling), "
+            "fitted on validation; every score and the threshold use the calibrated "
+            "probabilities (the legend's raw ECE is before calibration). "
+            if settings.calibration != "none"
             else "Probabilities are not calibrated (evaluate.calibration: none). "
         )
         + "Baselines (never calibrated): majority (most frequent train class, probability 1) "
