@@ -9,8 +9,9 @@ import argparse
 
 import pandas as pd
 
+from bonexray import jsonfile
 from bonexray import params as P
-from bonexray.features import FeatureConfig, build, write_metrics
+from bonexray.features import FeatureConfig, build
 from bonexray.shards import ShardReader
 
 
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
 
     cfg = FeatureConfig.from_params(P.section(P.load(args.params), "features"))
     metrics = build(pd.read_parquet(args.split), ShardReader(args.repair), args.out, cfg)
-    write_metrics(metrics, args.metrics)
+    jsonfile.write(args.metrics, metrics, sort_keys=True)
 
 
 if __name__ == "__main__":

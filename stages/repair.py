@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 
 def parse_args() -> argparse.Namespace:
@@ -32,6 +30,7 @@ def main() -> int:
     # need only bonexray.resize (numpy, PIL), not pandas/pyarrow (~0.5 s each to start).
     import pandas as pd
 
+    from bonexray import jsonfile
     from bonexray import params as P
     from bonexray.repair import repair
 
@@ -50,8 +49,7 @@ def main() -> int:
         workers=int(options["workers"]),
     )
     seconds = time.perf_counter() - started
-    Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.metrics).write_text(json.dumps(metrics, indent=2) + "\n")
+    jsonfile.write(args.metrics, metrics)
     # Timings are printed, not kept in metrics: they would make `dvc metrics diff` noisy
     # and the stage's outputs differ from run to run.
     print(

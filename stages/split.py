@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
+from bonexray import jsonfile
 from bonexray import params as P
 from bonexray.shards import ShardReader
 from bonexray.split import LeakageError, check_no_leakage, make_split
@@ -50,8 +50,7 @@ def main() -> int:
         group_by_patient=bool(options["group_by_patient"]),
         seed=int(P.section(params, "seed")),
     )
-    Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.metrics).write_text(json.dumps(metrics, indent=2) + "\n")
+    jsonfile.write(args.metrics, metrics)
     try:
         check_no_leakage(metrics["leakage"])
     except LeakageError as exc:

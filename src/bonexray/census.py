@@ -10,7 +10,6 @@ The table is sorted by id and written so that the same input gives identical byt
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -29,7 +28,7 @@ import scipy.fftpack  # noqa: F401
 from PIL import Image
 from tqdm import tqdm
 
-from bonexray import imaging
+from bonexray import imaging, jsonfile
 from bonexray.params import section
 from bonexray.sources import (
     Adapter,
@@ -281,8 +280,7 @@ def write_outputs(
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out, index=False, engine="pyarrow", compression="zstd")
     if metrics is not None:
-        Path(metrics).parent.mkdir(parents=True, exist_ok=True)
-        Path(metrics).write_text(json.dumps(summarise(table), indent=2) + "\n")
+        jsonfile.write(metrics, summarise(table))
     if plot is not None:
         Path(plot).parent.mkdir(parents=True, exist_ok=True)
         group_counts(table).to_csv(plot, index=False, lineterminator="\n")

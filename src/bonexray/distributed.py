@@ -41,6 +41,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bonexray import jsonfile
 from bonexray.devices import visible_gpus
 
 JOB = "job.json"
@@ -187,7 +188,7 @@ def run(
         raise ValueError(f"{directory}: not empty; a distributed search starts from scratch")
     (directory / LOGS).mkdir()
     # Key order kept: the space is declared in params order, which fixes the random draws.
-    (directory / JOB).write_text(json.dumps(job, indent=2) + "\n")
+    jsonfile.write(directory / JOB, job)
     port = port or free_port(address)
     envs = child_environments(workers, address, port, seed, visible_gpus())
     workers_named = ", ".join(worker_ids(workers))

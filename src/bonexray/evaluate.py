@@ -30,7 +30,6 @@ reads: per model its temperatures and operating point, and the best model (chose
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from collections.abc import Mapping, Sequence
@@ -42,7 +41,7 @@ import numpy as np
 import pandas as pd
 from sklearn.dummy import DummyClassifier
 
-from bonexray import metrics, predictions, serving
+from bonexray import jsonfile, metrics, predictions, serving
 from bonexray.calibration import METHODS as CALIBRATION_METHODS
 from bonexray.calibration import Temperatures
 from bonexray.params import section
@@ -484,19 +483,14 @@ def compare_frame(flat: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index", columns=list(COMPARE_KEYS))
 
 
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
-
-
 def write_metrics(
     scores: Mapping[str, Scores], models: Sequence[str], metrics_dir: str | Path
 ) -> None:
     """metrics/<model>.json (nested) for each model and metrics/compare.json (flat)."""
     metrics_dir = Path(metrics_dir)
     for model in models:
-        _write_json(metrics_dir / f"{model}.json", rounded(scores[model].metrics))
-    _write_json(metrics_dir / "compare.json", compare_table(scores))
+        jsonfile.write(metrics_dir / f"{model}.json", rounded(scores[model].metrics))
+    jsonfile.write(metrics_dir / "compare.json", compare_table(scores))
 
 
 PLOT_KINDS = ("roc", "pr", "calibration", "confusion", "region_recall")

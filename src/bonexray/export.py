@@ -19,7 +19,6 @@ The random forest is not exported: it has no TF graph (it is saved with skops).
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import warnings
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from bonexray import jsonfile
 from bonexray.models.network import HEADS
 from bonexray.shards import ShardReader
 
@@ -174,7 +174,7 @@ def export_model(
     }
     failed = failures(parity, tolerances)
     parity["passed"] = not failed
-    (out_dir / PARITY_FILE).write_text(json.dumps(parity, indent=2) + "\n")
+    jsonfile.write(out_dir / PARITY_FILE, parity)
     if failed:
         raise ParityError(f"{out_dir / PARITY_FILE}: " + "; ".join(failed))
     return parity

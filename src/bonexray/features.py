@@ -32,7 +32,6 @@ Random-forest vector: float32 (D,)
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -195,6 +194,12 @@ def describe(images: np.ndarray, cfg: FeatureConfig) -> tuple[np.ndarray, np.nda
     return channels, vectors
 
 
+def standardise(channels: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Band channels standardised per channel with the train statistics, as networks read
+    them (features stage and `bonexray predict` alike)."""
+    return ((channels - mean) / std).astype(np.float32)
+
+
 def train_statistics(
     images: ShardReader, positions: Sequence[int], cfg: FeatureConfig
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -271,7 +276,7 @@ def build(
         total=-(-len(positions) // BATCH),
     ):
         channels, vector = describe(batch, cfg)
-        channels = ((channels - mean) / std).astype(np.float32)
+        channels = standardise(channels, mean, std)
         for k in range(len(batch)):
             bands.add(ids[done + k], channels[k], split=splits[done + k])
             vectors.add(ids[done + k], vector[k], split=splits[done + k])
@@ -289,9 +294,3 @@ def build(
         "channels": ",".join(names),
         "vector_dim": len(features),
     }
-
-
-def write_metrics(metrics: Mapping[str, Any], path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(dict(metrics), indent=2, sort_keys=True) + "\n")

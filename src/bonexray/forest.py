@@ -13,7 +13,6 @@ only the types it is told to trust, and `load_forests` trusts a short allow-list
 
 from __future__ import annotations
 
-import json
 import time
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -26,7 +25,7 @@ import skops.io
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import RandomizedSearchCV, StratifiedKFold
 
-from bonexray import predictions
+from bonexray import jsonfile, predictions
 from bonexray.models.examples import Examples, load_examples
 from bonexray.params import section
 from bonexray.taxonomy import Taxonomy
@@ -159,8 +158,7 @@ def train_rf(
             "best_params": {k: _json_value(v) for k, v in search.best_params_.items()},
             "n_train": len(head_rows(train, head)[1]),
         }
-    Path(metrics_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(metrics_path).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    jsonfile.write(metrics_path, metrics, sort_keys=True)
     return metrics
 
 

@@ -271,7 +271,7 @@ def metrics_section(result: Scores, baseline: Scores | None, settings: Settings)
     calibrated = (
         f"\n\nProbabilities are calibrated ({settings.calibration} scaling) with parameters "
         f"fitted on val (fracture T {_number(fracture['temperature'], 2)}, bias "
-        f"{_number(fracture.get('bias', 0.0), 2)}; region T {_number(region['temperature'], 2)}); "
+        f"{_number(fracture['bias'], 2)}; region T {_number(region['temperature'], 2)}); "
         "the scores above are on that scale, as `bonexray predict` outputs them. Before "
         f"calibration: fracture ECE {_number(fracture['ece_uncalibrated'])}, Brier "
         f"{_number(fracture['brier_uncalibrated'])}."

@@ -37,7 +37,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from bonexray import forest, serving, shards, training
-from bonexray.features import BANDS_DIR, VECTORS_DIR, FeatureConfig, describe
+from bonexray.features import BANDS_DIR, VECTORS_DIR, FeatureConfig, describe, standardise
 from bonexray.models.files import load_keras_model
 from bonexray.params import ParamsError, section
 from bonexray.predictions import region_columns
@@ -146,7 +146,7 @@ class Preprocessing:
         channels, vectors = describe(working, self.features)
         if self.kind == "forest":
             return vectors
-        return ((channels - self.mean) / self.std).astype(np.float32)
+        return standardise(channels, self.mean, self.std)
 
 
 def _shard_meta(directory: Path) -> dict:

@@ -14,7 +14,6 @@ Runs after `split`, so that no val/test image influences a model evaluated on it
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import recall_score
 
+from bonexray import jsonfile
 from bonexray.models import base_region
 from bonexray.shards import ShardReader
 
@@ -200,4 +200,4 @@ def write_outputs(
     result.labels.to_parquet(labels_path, index=False)
     result.model.save(model_dir / MODEL_FILE)
     result.excluded.to_csv(model_dir / EXCLUDED_FILE, index=False, float_format="%.6f")
-    metrics_path.write_text(json.dumps(result.metrics, indent=2, sort_keys=True) + "\n")
+    jsonfile.write(metrics_path, result.metrics, sort_keys=True)

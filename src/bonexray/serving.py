@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bonexray import jsonfile
 from bonexray.calibration import Temperatures
 
 SERVING_DIR = "serving"  # under the artifacts directory
@@ -78,8 +79,8 @@ def write(records: Mapping[str, ServingRecord], best: str, directory: str | Path
     for stale in directory.glob("*.json"):  # no record of a model removed from params.yaml
         stale.unlink()
     for name, record in records.items():
-        _write_json(directory / f"{name}.json", record.to_json())
-    _write_json(
+        jsonfile.write(directory / f"{name}.json", record.to_json())
+    jsonfile.write(
         directory / BEST_FILE,
         {
             "model": best,
@@ -126,7 +127,3 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise ServingError(f"{path}: not found") from None
     except (OSError, ValueError) as exc:
         raise ServingError(f"{path}: unreadable ({exc})") from None
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n")

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bonexray import jsonfile
+
 INDEX = "index.parquet"
 META = "meta.json"
 
@@ -85,7 +87,7 @@ class ShardWriter:
         index = index.astype(self.index_dtypes)
         index.to_parquet(self.directory / INDEX, index=False)
         meta = {"item_shape": list(self.item_shape), "dtype": self.dtype.str, **self.meta}
-        (self.directory / META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        jsonfile.write(self.directory / META, meta, sort_keys=True)
         return index
 
     def __enter__(self) -> ShardWriter:

@@ -10,7 +10,6 @@ runs `search_process`; both build their search with `prepare`.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from bonexray import devices, distributed, predictions
+from bonexray import devices, distributed, jsonfile, predictions
 from bonexray.models.examples import Examples, load_examples
 from bonexray.params import ParamsError, section
 from bonexray.taxonomy import Taxonomy
@@ -171,11 +170,6 @@ def history_summary(history: Mapping[str, Sequence[float]]) -> dict[str, Any]:
         if key.startswith("val_"):
             summary[f"best_{key}"] = float(values[best])
     return summary
-
-
-def write_json(data: Mapping[str, Any], path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 @dataclass(frozen=True)
@@ -428,7 +422,7 @@ def train_keras(
         )
 
     model.save(outputs.model_dir / MODEL_FILE)
-    write_json(best_hp.values, outputs.model_dir / "best_hyperparameters.json")
+    jsonfile.write(outputs.model_dir / "best_hyperparameters.json", best_hp.values, sort_keys=True)
     trials.to_csv(outputs.model_dir / "trials.csv", index=False)
     outputs.trials.parent.mkdir(parents=True, exist_ok=True)
     trials.to_csv(outputs.trials, index=False)
@@ -444,5 +438,5 @@ def train_keras(
         "search_trials": int((trials["status"] == "COMPLETED").sum()) if config.search else 0,
         "best_hyperparameters": dict(best_hp.values),
     }
-    write_json(metrics, outputs.metrics)
+    jsonfile.write(outputs.metrics, metrics, sort_keys=True)
     return metrics
