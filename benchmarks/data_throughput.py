@@ -23,7 +23,6 @@ FracAtlas is read from ../shared/data/fracatlas (or $BONEXRAY_FRACATLAS), never 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import sys
@@ -32,6 +31,8 @@ import time
 from pathlib import Path
 
 from PIL import Image
+
+from bonexray import jsonfile
 
 DEFAULT_PATH = os.environ.get("BONEXRAY_FRACATLAS", "../shared/data/fracatlas")
 
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{figures['ratio_data_stages']:.2f} of decode-only"
     )
     if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+        jsonfile.write(args.json, figures)
     return 0
 
 

@@ -20,7 +20,6 @@ process's user + system time, which other jobs barely change); the ratios (a)/(b
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
@@ -32,6 +31,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import synthetic_bands  # noqa: E402
+
+from bonexray import jsonfile  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"  the input path alone yields {input_only:.0f} images/s")
     if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+        jsonfile.write(args.json, figures)
     return 0
 
 

@@ -20,7 +20,6 @@ have new inodes and mtimes, so DVC hashes every tracked file once.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -29,6 +28,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bonexray import jsonfile
 
 REPO = Path(__file__).resolve().parents[1]
 LEFT_OUT = shutil.ignore_patterns(".venv", "__pycache__", ".pytest_cache", ".ruff_cache")
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         f"dvc repro / python start {figures['ratio_repro_to_python']:.0f}"
     )
     if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+        jsonfile.write(args.json, figures)
     return 0
 
 

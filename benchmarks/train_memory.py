@@ -18,7 +18,6 @@ Two figures per run, both from the kernel:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -30,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import synthetic_bands
 import yaml
+
+from bonexray import jsonfile
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = {  # small enough that the data, not the network, sets the memory
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         f"peak anon {figures['ratio_peak_anon_mib']:.2f} (target <= 1.3)"
     )
     if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+        jsonfile.write(args.json, figures)
     return 0
 
 
