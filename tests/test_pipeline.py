@@ -92,7 +92,7 @@ def test_every_model_beats_the_majority_on_region_and_none_is_below_chance_on_fr
     machine's run clears can fail on the next.
 
     Region: the Wilson lower bound of test accuracy beats the majority baseline by
-    REGION_MARGIN (measured 0.62-0.76 on three CPUs against 0.29, lower bounds >= 0.55).
+    REGION_MARGIN (measured 0.62-0.76 on two CPUs against 0.29, lower bounds >= 0.55).
     Fracture: no model is significantly worse than chance (the AUROC CI's upper bound is
     above 0.5): a flipped label or a dead head fails here. The fracture head is weak on the
     sample (AUROC 0.51-0.65 across CPUs, lower bounds 0.44-0.57), so beating chance with
