@@ -5,9 +5,9 @@ Measures, in one run over the same source:
       no output. The floor any pipeline over these files pays.
   (b) census: list every file (sidecars too), sha256, full decode (JPEG draft scale),
       perceptual hash, table; with params-like settings and `--workers` processes.
-  (c) repair: census images -> working-size uint8 shards (bonexray.repair).
+  (c) repair: census images -> working-size uint8 shards (bonexray.data.repair).
   (d) features: repaired shards -> wavelet/FFT band shards and forest vectors
-      (bonexray.features.build, params features.*; one process, as the stage). Its train
+      (bonexray.features.wavelet.build, params features.*; one process, as the stage). Its train
       statistics come from a seeded 60/20/20 assignment of the repaired images: the split
       stage's grouping changes which images are "train", not how long a DWT takes.
 and prints images/s and CPU ms/image for each, the ratio (census + repair) / decode-only
@@ -32,7 +32,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from bonexray import jsonfile
+from bonexray.io import jsonfile
 
 DEFAULT_PATH = os.environ.get("BONEXRAY_FRACATLAS", "../shared/data/fracatlas")
 
@@ -84,11 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import pandas as pd
 
-    from bonexray import census
-    from bonexray.features import FeatureConfig, build
-    from bonexray.params import load, section
-    from bonexray.repair import repair
-    from bonexray.shards import ShardReader
+    from bonexray.data import census
+    from bonexray.data.repair import repair
+    from bonexray.features.wavelet import FeatureConfig, build
+    from bonexray.io.params import load, section
+    from bonexray.io.shards import ShardReader
 
     params = load(args.params)
     settings = census.Settings.from_params(params)

@@ -23,7 +23,7 @@ import sys
 
 import yaml
 
-from bonexray.params import load, section
+from bonexray.io.params import load, section
 
 params = load("params.yaml")
 params["sources"] = {"fracatlas": {"kind": "fracatlas", "path": "data"}}

@@ -1,14 +1,14 @@
 """Pointing game on FracAtlas: does a model's fracture Grad-CAM peak inside the fracture box?
 
 Over the fractured TEST images of a FracAtlas pipeline run that have YOLO boxes, counts how
-often the maximum of the fracture Grad-CAM (bonexray.gradcam, mapped to the working image)
+often the maximum of the fracture Grad-CAM (bonexray.explain.gradcam, mapped to the working image)
 lies inside a box, and beside it, in the same run, the hit rate of a uniformly random pixel
 of the canvas and of the image alone (no letterbox padding): simulated (``--draws`` per
 image) and expected (the share of the canvas, or of the image, inside the boxes). Prints
 the hit rates and Grad-CAM's ratio to each (1.0: no better than chance).
 
 Boxes (annotations/yolo/<image stem>.txt, normalised) are mapped through the letterbox
-from the original size recorded by census (bonexray.localisation). Images whose file
+from the original size recorded by census (bonexray.explain.localisation). Images whose file
 carries an EXIF rotation are left out: census sizes are after the rotation, and whether the
 boxes were drawn before or after it is not documented.
 
@@ -78,8 +78,8 @@ def rotated(path: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from bonexray import gradcam
-    from bonexray.localisation import (
+    from bonexray.explain import gradcam
+    from bonexray.explain.localisation import (
         box_mask,
         boxes_on_working_image,
         content_mask,
@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         random_hit_rate,
         read_yolo_boxes,
     )
-    from bonexray.models.files import keras_model_path, load_keras_model
-    from bonexray.shards import ShardReader
+    from bonexray.io.shards import ShardReader
+    from bonexray.models.keras.files import keras_model_path, load_keras_model
 
     repo = args.repo
     annotations = args.annotations or repo / "data" / "annotations" / "yolo"

@@ -2,7 +2,7 @@
 
 Trains the same network (params.yaml models.cnn.fixed, the fixed traditional CNN, at the
 default profile's band shape) on the same synthetic images in two ways, in one run:
-  (a) pipeline: bonexray.training.make_dataset over shard-backed Examples, as the train
+  (a) pipeline: bonexray.models.keras.training.make_dataset over shard-backed Examples, as the train
       stage feeds it (each batch read from the shard files while the previous one trains);
   (b) in memory: model.fit on NumPy arrays read into RAM beforehand (features, targets and
       per-head sample weights), batch_size and shuffling as in (a).
@@ -32,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import synthetic_bands  # noqa: E402
 
-from bonexray import jsonfile  # noqa: E402
+from bonexray.io import jsonfile  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,23 +74,25 @@ def main(argv: list[str] | None = None) -> int:
     import keras
     import keras_tuner as kt
 
+    from bonexray.io.params import load, section
     from bonexray.models.examples import load_examples
-    from bonexray.models.network import BoneHyperModel
-    from bonexray.params import load, section
-    from bonexray.training import HeadWeights, configure_determinism, make_dataset, targets
+    from bonexray.models.keras.network import BoneHyperModel, NetworkSpec
+    from bonexray.models.keras.training import (
+        HeadWeights,
+        configure_determinism,
+        make_dataset,
+        targets,
+    )
 
     params = load(REPO / "params.yaml")
     train_params, seed = section(params, "train"), int(section(params, "seed"))
     regions = section(params, "taxonomy.regions")
     batch_size = int(train_params["batch_size"])
     configure_determinism(seed, bool(train_params["deterministic"]))
-    hypermodel = BoneHyperModel(
-        section(params, "models.cnn.fixed"),
-        synthetic_bands.SHAPE,
-        len(regions),
-        rnn=False,
-        loss_weights=train_params["loss_weights"],
+    spec = NetworkSpec(
+        tuple(synthetic_bands.SHAPE), len(regions), False, train_params["loss_weights"]
     )
+    hypermodel = BoneHyperModel(section(params, "models.cnn.fixed"), spec)
 
     def fresh_model():
         keras.backend.clear_session()

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bonexray import jsonfile
+from bonexray.io import jsonfile
 
 REPO = Path(__file__).resolve().parents[1]
 LEFT_OUT = shutil.ignore_patterns(".venv", "__pycache__", ".pytest_cache", ".ruff_cache")

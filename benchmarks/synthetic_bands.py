@@ -20,7 +20,7 @@ SPLITS = {"train": 0.6, "val": 0.2, "test": 0.2}
 
 def write(directory: Path, n: int, regions: Sequence[str], seed: int = 0) -> dict[str, Path]:
     """Write ``directory``/labels.parquet and ``directory``/bands/ for n images."""
-    from bonexray.shards import ShardWriter
+    from bonexray.io.shards import ShardWriter
 
     rng = np.random.default_rng(seed)
     labels = pd.DataFrame(

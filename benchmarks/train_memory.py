@@ -30,7 +30,7 @@ import numpy as np
 import synthetic_bands
 import yaml
 
-from bonexray import jsonfile
+from bonexray.io import jsonfile
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = {  # small enough that the data, not the network, sets the memory
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--factor", type=int, default=4, help="the larger set is N x this")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
-    from bonexray.params import load
+    from bonexray.io.params import load
 
     params = load(REPO / "params.yaml")
     params["models"] = {"bench": MODEL}

@@ -1,42 +1,26 @@
-"""repair stage: census images -> working-size uint8 shards; unusable files -> quarantine."""
+"""repair stage: census images -> working-size uint8 shards; unusable files -> quarantine.
+
+Reads params: repair, decode.max_image_pixels.
+"""
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
-
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--census", required=True, help="census table (artifacts/census.parquet)")
-    parser.add_argument("--out", required=True, help="shard directory to write (artifacts/repair)")
-    parser.add_argument(
-        "--quarantine",
-        required=True,
-        help="CSV listing every unusable image and why (artifacts/quarantine.csv)",
-    )
-    parser.add_argument(
-        "--metrics", required=True, help="metrics JSON to write (metrics/repair.json)"
-    )
-    parser.add_argument(
-        "--params", default="params.yaml", help="params file (default: %(default)s)"
-    )
-    return parser.parse_args()
+from bonexray.io import stage
 
 
-def main() -> int:
+def run(args, params) -> None:
     # Imported here, not at the top: repair's spawned workers re-import this script, and
-    # need only bonexray.resize (numpy, PIL), not pandas/pyarrow (~0.5 s each to start).
+    # need only bonexray.data.resize (numpy, PIL), not pandas/pyarrow (~0.5 s each to start).
     import pandas as pd
 
-    from bonexray import jsonfile
-    from bonexray import params as P
-    from bonexray.repair import repair
+    from bonexray.data.repair import repair
+    from bonexray.io import jsonfile
+    from bonexray.io.params import section
 
-    args = parse_args()
-    params = P.load(args.params)
-    options = P.section(params, "repair")
+    options = section(params, "repair")
     started = time.perf_counter()
     metrics = repair(
         pd.read_parquet(args.census),
@@ -44,7 +28,7 @@ def main() -> int:
         args.quarantine,
         size=int(options["image_size"]),
         keep_aspect=bool(options["keep_aspect"]),
-        max_image_pixels=P.section(params, "decode.max_image_pixels"),
+        max_image_pixels=section(params, "decode.max_image_pixels"),
         shard_size=int(options["shard_size"]),
         workers=int(options["workers"]),
     )
@@ -57,7 +41,21 @@ def main() -> int:
         f"{metrics['quarantined']} quarantined {metrics['quarantined_by_reason']}; "
         f"{seconds:.1f} s, {metrics['images'] / max(seconds, 1e-9):.1f} images/s"
     )
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = stage.parser(__doc__, "repair")
+    parser.add_argument("--census", required=True, help="census table (artifacts/census.parquet)")
+    parser.add_argument("--out", required=True, help="shard directory to write (artifacts/repair)")
+    parser.add_argument(
+        "--quarantine",
+        required=True,
+        help="CSV listing every unusable image and why (artifacts/quarantine.csv)",
+    )
+    parser.add_argument(
+        "--metrics", required=True, help="metrics JSON to write (metrics/repair.json)"
+    )
+    return stage.run(parser, run, argv)
 
 
 if __name__ == "__main__":

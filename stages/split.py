@@ -1,45 +1,26 @@
-"""split stage: train/val/test, stratified on region x fracture, grouped against leakage."""
+"""split stage: train/val/test, stratified on region x fracture, grouped against leakage.
+
+Reads params: seed, taxonomy, split. Exit status 1 when the split would leak (the metrics
+are written for diagnosis, the table is not).
+"""
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from bonexray import jsonfile
-from bonexray import params as P
-from bonexray.shards import ShardReader
-from bonexray.split import LeakageError, check_no_leakage, make_split
-from bonexray.taxonomy import Taxonomy
+from bonexray.data.split import LeakageError, check_no_leakage, make_split
+from bonexray.data.taxonomy import Taxonomy
+from bonexray.io import jsonfile, stage
+from bonexray.io.params import section
+from bonexray.io.shards import ShardReader
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--census", required=True, help="census table (artifacts/census.parquet)")
-    parser.add_argument(
-        "--repair",
-        required=True,
-        help="repair shard directory; only its images are split (artifacts/repair)",
-    )
-    parser.add_argument(
-        "--out", required=True, help="split table to write (artifacts/split.parquet)"
-    )
-    parser.add_argument(
-        "--metrics", required=True, help="metrics JSON to write (metrics/split.json)"
-    )
-    parser.add_argument(
-        "--params", default="params.yaml", help="params file (default: %(default)s)"
-    )
-    return parser.parse_args()
-
-
-def main() -> int:
-    args = parse_args()
-    params = P.load(args.params)
-    options = P.section(params, "split")
+def run(args, params) -> int:
+    options = section(params, "split")
     started = time.perf_counter()
     table, metrics = make_split(
         pd.read_parquet(args.census),
@@ -48,7 +29,7 @@ def main() -> int:
         fractions=options["fractions"],
         near_duplicate_distance=int(options["near_duplicate_distance"]),
         group_by_patient=bool(options["group_by_patient"]),
-        seed=int(P.section(params, "seed")),
+        seed=int(section(params, "seed")),
     )
     jsonfile.write(args.metrics, metrics)
     try:
@@ -65,6 +46,23 @@ def main() -> int:
         f"leakage 0, {time.perf_counter() - started:.1f} s"
     )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = stage.parser(__doc__, "split")
+    parser.add_argument("--census", required=True, help="census table (artifacts/census.parquet)")
+    parser.add_argument(
+        "--repair",
+        required=True,
+        help="repair shard directory; only its images are split (artifacts/repair)",
+    )
+    parser.add_argument(
+        "--out", required=True, help="split table to write (artifacts/split.parquet)"
+    )
+    parser.add_argument(
+        "--metrics", required=True, help="metrics JSON to write (metrics/split.json)"
+    )
+    return stage.run(parser, run, argv)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from test_evaluate import REGIONS, fabricate_labels, fabricate_predictions, settings
 
-from bonexray import calibration, evaluate, metrics
+from bonexray.evaluation import calibration, metrics
+from bonexray.evaluation import scoring as evaluate
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:

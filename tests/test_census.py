@@ -14,15 +14,13 @@ import imagehash
 import numpy as np
 import pandas as pd
 import pytest
+from paths import FRACATLAS, REPO
 from PIL import Image
 
-from bonexray import census, imaging
-from bonexray.sources import SourceConfigError, SourceWarning
+from bonexray.data import census, imaging
+from bonexray.data.sources import SourceConfigError, SourceWarning
 
-STAGE = Path(__file__).resolve().parents[1] / "stages" / "census.py"
-FRACATLAS = Path(
-    os.environ.get("BONEXRAY_FRACATLAS", STAGE.parents[1] / ".." / "shared/data/fracatlas")
-)
+STAGE = REPO / "stages" / "census.py"
 
 
 def census_params(workers: int = 1, **sources) -> dict:

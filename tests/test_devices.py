@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import os
+import keras
+import keras_tuner as kt
+import numpy as np
+import pytest
+import tensorflow as tf
+from tiny_sample import CHANNELS, GRID, REGIONS, TINY_CONV, TINY_RNN, write_sample
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
-import keras_tuner as kt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tiny_sample import CHANNELS, GRID, REGIONS, TINY_CONV, TINY_RNN, write_sample  # noqa: E402
-
-from bonexray import devices  # noqa: E402
-from bonexray.models.examples import load_examples  # noqa: E402
-from bonexray.models.network import BoneHyperModel  # noqa: E402
-from bonexray.training import HeadWeights, make_dataset  # noqa: E402
+from bonexray.models.examples import load_examples
+from bonexray.models.keras import devices
+from bonexray.models.keras.network import BoneHyperModel, NetworkSpec
+from bonexray.models.keras.training import HeadWeights, make_dataset
 
 LOSS_WEIGHTS = {"region": 1.0, "fracture": 1.0}
 
@@ -29,7 +25,8 @@ def train(tmp_path_factory):
 
 def hypermodel(space: dict, rnn: bool, mixed: bool) -> BoneHyperModel:
     shape = (GRID, GRID, CHANNELS)
-    return BoneHyperModel(space, shape, len(REGIONS), rnn, LOSS_WEIGHTS, mixed_precision=mixed)
+    spec = NetworkSpec(tuple(shape), len(REGIONS), rnn, LOSS_WEIGHTS, mixed_precision=mixed)
+    return BoneHyperModel(space, spec)
 
 
 @pytest.mark.parametrize("space, rnn", [(TINY_CONV, False), (TINY_RNN, True)])

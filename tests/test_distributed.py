@@ -8,20 +8,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import pandas as pd
+import pytest
+from tiny_sample import CHANNELS, GRID, REGIONS, TINY_CONV, params, write_sample
 
-import keras  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-from tiny_sample import CHANNELS, GRID, REGIONS, TINY_CONV, params, write_sample  # noqa: E402
-
-from bonexray import distributed  # noqa: E402
-from bonexray.models.network import BoneHyperModel  # noqa: E402
-from bonexray.training import KerasOutputs, train_keras  # noqa: E402
-from bonexray.tuning import make_tuner, runners  # noqa: E402
+from bonexray.models.interface import TrainOutputs
+from bonexray.models.keras import distributed
+from bonexray.models.keras.network import BoneHyperModel, NetworkSpec
+from bonexray.models.keras.training import train_keras
+from bonexray.models.keras.tuning import make_tuner, runners
 
 TESTS = Path(__file__).parent
-SPACE = {**TINY_CONV, "filters": [4, 8], "dropout": [0.0, 0.3]}
+SPACE = {**TINY_CONV, "filters": {"choice": [4, 8]}, "dropout": {"range": [0.0, 0.3]}}
 LOSS_WEIGHTS = {"region": 1.0, "fracture": 1.0}
 
 
@@ -40,8 +39,8 @@ def search_config(workers: int, max_trials: int) -> dict:
     }
 
 
-def outputs_under(out) -> KerasOutputs:
-    return KerasOutputs(
+def outputs_under(out) -> TrainOutputs:
+    return TrainOutputs(
         model_dir=out / "models" / "nas",
         predictions=out / "predictions" / "nas.parquet",
         metrics=out / "metrics" / "nas.json",
@@ -78,7 +77,9 @@ def test_two_workers_share_one_search_and_the_stage_refits_the_best(tmp_path):
 
     # A random oracle proposes by trial number, not by worker: the same trials as in one process.
     alone = make_tuner(
-        BoneHyperModel(SPACE, (GRID, GRID, CHANNELS), len(REGIONS), False, LOSS_WEIGHTS),
+        BoneHyperModel(
+            SPACE, NetworkSpec((GRID, GRID, CHANNELS), len(REGIONS), False, LOSS_WEIGHTS)
+        ),
         cfg["models"]["nas"]["search"],
         tmp_path / "alone",
         seed=cfg["seed"],
@@ -120,8 +121,8 @@ PREPARE_THEN_PROBE = """
 import sys
 import tensorflow as tf
 from tiny_sample import params, write_sample
-from bonexray import devices
-from bonexray.training import prepare
+from bonexray.models.keras import devices
+from bonexray.models.keras.training import prepare
 sample = write_sample(__import__("pathlib").Path(sys.argv[1]))
 cfg = params(nas=__import__("json").loads(sys.argv[2]))
 prepare("nas", cfg, sample["labels"], sample["bands"])

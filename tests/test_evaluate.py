@@ -12,11 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from paths import REPO
 
-from bonexray import cli, evaluate, metrics, predictions, serving
-from bonexray.shards import ShardWriter
+from bonexray import cli
+from bonexray.evaluation import metrics, serving
+from bonexray.evaluation import scoring as evaluate
+from bonexray.io import predictions
+from bonexray.io.labels import read_labels
+from bonexray.io.shards import ShardWriter
 
-REPO = Path(__file__).resolve().parents[1]
 REGIONS = ["hand", "elbow", "shoulder", "hip", "leg"]
 MODELS = ["cnn_rnn_nas", "cnn_nas", "cnn", "rf"]
 # How informative each fabricated model is (0 = noise).
@@ -142,7 +146,7 @@ def fabricate_repo(root: Path) -> Path:
 def scored_repo(root: Path) -> dict:
     """fabricate_repo(root) and evaluate's scores of it: root, labels, settings, scores."""
     fabricate_repo(root)
-    labels = evaluate.read_labels(root / "artifacts" / "labels.parquet", REGIONS)
+    labels = read_labels(root / "artifacts" / "labels.parquet", REGIONS)
     tables = {
         m: predictions.read(root / "artifacts" / "predictions" / f"{m}.parquet", REGIONS)
         for m in MODELS
@@ -164,11 +168,23 @@ def repo(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def staged(repo: Path) -> Path:
-    """Run the stage script as dvc.yaml does."""
-    subprocess.run(
+    """Run the stage scripts as dvc.yaml does: evaluate, then report."""
+    for argv in (
         [
-            sys.executable,
-            str(REPO / "stages" / "evaluate.py"),
+            "evaluate.py",
+            "--labels",
+            "artifacts/labels.parquet",
+            "--predictions",
+            "artifacts/predictions",
+            "--metrics",
+            "metrics",
+            "--plots",
+            "plots/eval",
+            "--serving",
+            "artifacts/serving",
+        ],
+        [
+            "report.py",
             "--labels",
             "artifacts/labels.parquet",
             "--predictions",
@@ -179,23 +195,20 @@ def staged(repo: Path) -> Path:
             "plots/train",
             "--trials",
             "plots/trials",
-            "--metrics",
-            "metrics",
-            "--plots",
-            "plots/eval",
-            "--report",
-            "plots/report.html",
-            "--serving",
-            "artifacts/serving",
             "--train-metrics",
             "metrics/train",
+            "--report",
+            "plots/report.html",
             "--cards",
             "artifacts/cards",
         ],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-    )
+    ):
+        subprocess.run(
+            [sys.executable, str(REPO / "stages" / argv[0]), *argv[1:]],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+        )
     return repo
 
 
@@ -365,7 +378,7 @@ def test_labels_file_is_checked(tmp_path: Path):
     labels.loc[0, "region"] = "skull"
     labels.to_parquet(tmp_path / "labels.parquet")
     with pytest.raises(ValueError, match=r"labels.parquet: unexpected region values \['skull'\]"):
-        evaluate.read_labels(tmp_path / "labels.parquet", REGIONS)
+        read_labels(tmp_path / "labels.parquet", REGIONS)
 
 
 def test_best_model_is_chosen_on_validation():

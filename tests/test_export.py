@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import keras_tuner as kt
+import pytest
+from tiny_sample import CHANNELS, GRID, REGIONS, TINY_CONV, TINY_RNN, write_sample
 
-import keras  # noqa: E402
-import keras_tuner as kt  # noqa: E402
-import pytest  # noqa: E402
-from tiny_sample import CHANNELS, GRID, REGIONS, TINY_CONV, TINY_RNN, write_sample  # noqa: E402
-
-from bonexray import cli, export  # noqa: E402
-from bonexray.models.network import BoneHyperModel  # noqa: E402
+from bonexray import cli
+from bonexray.inference import export
+from bonexray.models.keras.network import BoneHyperModel, NetworkSpec
 
 NETWORKS = {"cnn": (TINY_CONV, False), "cnn_rnn_nas": (TINY_RNN, True)}
 
@@ -24,9 +22,10 @@ def artifacts(tmp_path_factory):
     write_sample(root / "features")  # features/bands, with the split column
     keras.utils.set_random_seed(3)
     for name, (space, rnn) in NETWORKS.items():
-        hypermodel = BoneHyperModel(
-            space, (GRID, GRID, CHANNELS), len(REGIONS), rnn, {"region": 1.0, "fracture": 1.0}
+        spec = NetworkSpec(
+            (GRID, GRID, CHANNELS), len(REGIONS), rnn, {"region": 1.0, "fracture": 1.0}
         )
+        hypermodel = BoneHyperModel(space, spec)
         (root / "models" / name).mkdir(parents=True)
         hypermodel.build(kt.HyperParameters()).save(root / "models" / name / "model.keras")
     return root

@@ -4,18 +4,17 @@ import dataclasses
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import pywt
 import yaml
+from paths import REPO
 
-from bonexray import features as F
-from bonexray.shards import ShardReader, ShardWriter
+from bonexray.features import wavelet as F
+from bonexray.io.shards import ShardReader, ShardWriter
 
-REPO = Path(__file__).resolve().parents[1]
 SIZE = 64
 
 

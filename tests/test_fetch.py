@@ -19,11 +19,11 @@ import pytest
 import yaml
 from PIL import Image
 
-from bonexray.archive import ArchiveError, Limits, extract
 from bonexray.cli import main
-from bonexray.download import ChecksumError, DownloadError, Expected, fetch_verified
-from bonexray.fetch import FRACATLAS, fetch
-from bonexray.sources import adapters_from_params
+from bonexray.data.archive import ArchiveError, Limits, extract
+from bonexray.data.download import ChecksumError, DownloadError, Expected, fetch_verified
+from bonexray.data.fetch import FRACATLAS, fetch
+from bonexray.data.sources import adapters_from_params
 
 ROWS = {  # image -> dataset.csv row after image_id (hand..oblique, see badfiles.CSV_HEADER)
     "Fractured/IMG0000001.jpg": "1,0,0,0,0,0,0,1,1,1,0,0",  # hand, fractured, frontal

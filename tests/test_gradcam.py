@@ -4,30 +4,30 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import re
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+from test_evaluate import MODELS, PARAMS, scored_repo
+from tiny_sample import CHANNELS, GRID, REGIONS, TINY_CONV, TINY_RNN, write_sample
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from PIL import Image  # noqa: E402
-from test_evaluate import MODELS, PARAMS, scored_repo  # noqa: E402
-from tiny_sample import CHANNELS, GRID, REGIONS, TINY_CONV, TINY_RNN, write_sample  # noqa: E402
-
-from bonexray import gradcam, report  # noqa: E402
-from bonexray.models.examples import load_examples  # noqa: E402
-from bonexray.models.network import build_network  # noqa: E402
-from bonexray.shards import ShardWriter  # noqa: E402
-from bonexray.training import targets  # noqa: E402
+from bonexray.explain import gradcam
+from bonexray.io.shards import ShardWriter
+from bonexray.models.examples import load_examples
+from bonexray.models.keras.network import NetworkSpec, build_network
+from bonexray.models.keras.training import targets
+from bonexray.reporting import report
 
 SHAPE = (GRID, GRID, CHANNELS)
 
 
 def network(space: dict, rnn: bool, seed: int = 3) -> keras.Model:
     keras.utils.set_random_seed(seed)
-    return build_network(space, SHAPE, len(REGIONS), rnn, {"region": 0.2, "fracture": 1.0})
+    return build_network(
+        space, NetworkSpec(SHAPE, len(REGIONS), rnn, {"region": 0.2, "fracture": 1.0})
+    )
 
 
 @pytest.fixture(scope="module")
@@ -122,9 +122,8 @@ def test_the_report_shows_each_keras_models_gradcam_beside_its_examples(tmp_path
         paths[name] = root / "models" / name / "model.keras"
         paths[name].parent.mkdir(parents=True)
         keras.utils.set_random_seed(0)
-        build_network(space, SHAPE, len(regions), rnn, {"region": 1.0, "fracture": 1.0}).save(
-            paths[name]
-        )
+        spec = NetworkSpec(SHAPE, len(regions), rnn, {"region": 1.0, "fracture": 1.0})
+        build_network(space, spec).save(paths[name])
     document = report.build(
         scores,
         MODELS,

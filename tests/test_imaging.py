@@ -11,11 +11,10 @@ from pathlib import Path
 import badfiles
 import numpy as np
 import pytest
+from paths import FRACATLAS
 from PIL import Image, ImageFile
 
-from bonexray import imaging
-
-FRACATLAS = Path(os.environ.get("BONEXRAY_FRACATLAS", "../shared/data/fracatlas"))
+from bonexray.data import imaging
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bonexray import localisation as loc
-from bonexray.resize import to_working
+from bonexray.data.resize import to_working
+from bonexray.explain import localisation as loc
 
 
 def test_yolo_files_are_read_and_checked(tmp_path: Path):

@@ -1,4 +1,4 @@
-"""bonexray.metrics against values computed by hand on tiny arrays."""
+"""bonexray.evaluation.metrics against values computed by hand on tiny arrays."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from bonexray import metrics
+from bonexray.evaluation import metrics
 
 
 def test_auroc_of_perfect_and_reversed_rankings():

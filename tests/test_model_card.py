@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from test_evaluate import MODELS, PARAMS, scored_repo
 
-from bonexray import metrics, model_card
-from bonexray.datasets import FRACATLAS, SYNTH_README_TITLE
+from bonexray.data.datasets import FRACATLAS, SYNTH_README_TITLE
+from bonexray.evaluation import metrics
+from bonexray.reporting import model_card
 
 
 @pytest.fixture(scope="module")

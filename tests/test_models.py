@@ -3,33 +3,27 @@
 from __future__ import annotations
 
 import json
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import keras_tuner as kt
+import numpy as np
+import pandas as pd
+import pytest
+from tiny_sample import CHANNELS, GRID, REGIONS, TINY_CONV, TINY_RNN, params, write_sample
 
-import keras  # noqa: E402
-import keras_tuner as kt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-from tiny_sample import CHANNELS, GRID, REGIONS, TINY_CONV, TINY_RNN, params, write_sample  # noqa: E402
-
-from bonexray import predictions  # noqa: E402
-from bonexray.models.examples import load_examples  # noqa: E402
-from bonexray.models.network import BoneHyperModel  # noqa: E402
-from bonexray.training import (  # noqa: E402
-    HeadWeights,
-    KerasOutputs,
-    targets,
-    train_keras,
-)
+from bonexray.io import predictions
+from bonexray.models.examples import load_examples
+from bonexray.models.interface import TrainOutputs
+from bonexray.models.keras.network import BoneHyperModel, NetworkSpec
+from bonexray.models.keras.training import HeadWeights, targets, train_keras
 
 SHAPE = (GRID, GRID, CHANNELS)
 LOSS_WEIGHTS = {"region": 1.0, "fracture": 1.0}
 
 
 def build(space: dict, rnn: bool, shape=SHAPE) -> keras.Model:
-    return BoneHyperModel(space, shape, len(REGIONS), rnn, LOSS_WEIGHTS).build(kt.HyperParameters())
+    spec = NetworkSpec(tuple(shape), len(REGIONS), rnn, LOSS_WEIGHTS)
+    return BoneHyperModel(space, spec).build(kt.HyperParameters())
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +83,7 @@ def test_pooled_networks_summarise_the_map_as_asked(pooling):
     model = build({**TINY_CONV, "pooling": pooling}, rnn=False)
     assert sum(isinstance(x, layer[pooling]) for x in model.layers) == 1
     with pytest.raises(ValueError, match="median"):
-        build({**TINY_CONV, "pooling": ["max", "median"]}, rnn=False)
+        build({**TINY_CONV, "pooling": {"choice": ["max", "median"]}}, rnn=False)
 
 
 def test_max_readout_pools_the_lstm_outputs_over_every_step():
@@ -105,10 +99,10 @@ def test_max_readout_pools_the_lstm_outputs_over_every_step():
 
 
 def test_a_searched_scan_is_checked_option_by_option():
-    searched = {**TINY_RNN, "scan": ["rows", "rows_columns"]}
+    searched = {**TINY_RNN, "scan": {"choice": ["rows", "rows_columns"]}}
     assert build(searched, rnn=True).get_layer("rows") is not None
     with pytest.raises(ValueError, match="diagonal"):
-        build({**TINY_RNN, "scan": ["rows", "diagonal"]}, rnn=True)
+        build({**TINY_RNN, "scan": {"choice": ["rows", "diagonal"]}}, rnn=True)
 
 
 def test_examples_join_features_by_id(sample, tmp_path):
@@ -162,7 +156,7 @@ def test_masked_fracture_rows_do_not_contribute_to_the_fracture_loss(sample):
 
 def run_cnn(sample, out, epochs=2):
     cfg = {"cnn": {"rnn": False, "epochs": epochs, "fixed": TINY_CONV}}
-    outputs = KerasOutputs(
+    outputs = TrainOutputs(
         model_dir=out / "models" / "cnn",
         predictions=out / "predictions" / "cnn.parquet",
         metrics=out / "metrics" / "cnn.json",

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 from dvc_data.hashfile.meta import Meta
+from paths import REPO
 
-from bonexray.params import load
-
-REPO = Path(__file__).resolve().parents[1]
+from bonexray.io.params import load
 
 
 def dotted_keys(node: Any, prefix: str = "") -> Iterator[str]:

@@ -14,14 +14,14 @@ import pandas as pd
 import pytest
 import yaml
 from dvcrepo import commit, dvc, run
+from paths import REPO
 
-from bonexray import serving
-from bonexray.metrics import wilson_interval
-from bonexray.params import load, section
+from bonexray.evaluation import serving
+from bonexray.evaluation.metrics import wilson_interval
+from bonexray.io.params import load, section
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
 DATA_STAGES = ("census", "repair", "split")
 MODELS = ("cnn_rnn_nas", "cnn_nas", "cnn", "rf")
 REGION_MARGIN = 0.15  # region accuracy: Wilson lower bound over the majority baseline
@@ -181,8 +181,8 @@ def test_a_param_invalidates_only_its_stage(reproduced, key, value, expected, un
     assert not (untouched & changed)
 
 
-def test_exp_run_reruns_only_the_changed_model_and_evaluate(reproduced):
+def test_exp_run_reruns_only_the_changed_model_evaluate_and_report(reproduced):
     commit(reproduced, "repro")
     out = dvc(reproduced, "exp", "run", "-S", "models.cnn.epochs=2")
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"train@cnn", "evaluate"}
+    assert ran == {"train@cnn", "evaluate", "report"}

@@ -6,39 +6,34 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from badfiles import texture, write_dicom
+from PIL import Image
+from tiny_sample import REGIONS, TINY_CONV, params
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-import yaml  # noqa: E402
-from badfiles import texture, write_dicom  # noqa: E402
-from PIL import Image  # noqa: E402
-from tiny_sample import REGIONS, TINY_CONV, params  # noqa: E402
-
-from bonexray import cli, evaluate, features, predictions, serving  # noqa: E402
-from bonexray.forest import train_rf  # noqa: E402
-from bonexray.params import ParamsError  # noqa: E402
-from bonexray.predict import Predictor, format_output  # noqa: E402
-from bonexray.repair import repair  # noqa: E402
-from bonexray.shards import ShardReader  # noqa: E402
-from bonexray.training import KerasOutputs, train_keras  # noqa: E402
+from bonexray import cli
+from bonexray.data.repair import repair
+from bonexray.evaluation import scoring as evaluate
+from bonexray.evaluation import serving
+from bonexray.features import wavelet as features
+from bonexray.inference.predict import Predictor, format_output, output_columns
+from bonexray.io import predictions
+from bonexray.io.labels import read_labels
+from bonexray.io.params import ParamsError
+from bonexray.io.shards import ShardReader
+from bonexray.models.forest import train_rf
+from bonexray.models.interface import TrainOutputs
+from bonexray.models.keras.training import train_keras
 
 SIZE = 32  # repair.image_size
 MODELS = ["cnn", "rf"]
 SPLITS = ["train"] * 18 + ["val"] * 6 + ["test"] * 6
-COLUMNS = [
-    "path",
-    "model",
-    *predictions.region_columns(REGIONS),
-    "region",
-    "p_fracture",
-    "fracture",
-    "error",
-]
+COLUMNS = output_columns(REGIONS)
 
 
 def tiny_params() -> dict:
@@ -122,7 +117,7 @@ def build_artifacts(root: Path) -> dict:
         cfg,
         art / "labels.parquet",
         art / "features" / "bands",
-        KerasOutputs(
+        TrainOutputs(
             model_dir=art / "models" / "cnn",
             predictions=art / "predictions" / "cnn.parquet",
             metrics=root / "metrics" / "cnn.json",
@@ -134,15 +129,17 @@ def build_artifacts(root: Path) -> dict:
         cfg,
         art / "labels.parquet",
         art / "features" / "vectors",
-        art / "models" / "rf",
-        art / "predictions" / "rf.parquet",
-        root / "metrics" / "rf.json",
-        root / "plots" / "trials" / "rf.csv",
+        TrainOutputs(
+            model_dir=art / "models" / "rf",
+            predictions=art / "predictions" / "rf.parquet",
+            metrics=root / "metrics" / "rf.json",
+            trials=root / "plots" / "trials" / "rf.csv",
+        ),
     )
     settings = evaluate.Settings.from_params(cfg)
     tables = {m: predictions.read(art / "predictions" / f"{m}.parquet", REGIONS) for m in MODELS}
     scores = evaluate.evaluate_all(
-        evaluate.read_labels(art / "labels.parquet", REGIONS), tables, REGIONS, settings
+        read_labels(art / "labels.parquet", REGIONS), tables, REGIONS, settings
     )
     records = evaluate.serving_records(scores, MODELS, REGIONS, settings)
     serving.write(records, evaluate.best_model(scores, MODELS), art / "serving")

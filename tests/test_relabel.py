@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from paths import REPO
 
-from bonexray import relabel as R
-from bonexray.models import base_region
-from bonexray.shards import ShardReader, ShardWriter
-from bonexray.taxonomy import Taxonomy
+from bonexray.data import base_region
+from bonexray.data import relabel as R
+from bonexray.data.taxonomy import Taxonomy
+from bonexray.io.shards import ShardReader, ShardWriter
 
-REPO = Path(__file__).resolve().parents[1]
 SIZE = 32
 TAXONOMY = {
     "regions": ["hand", "elbow", "shoulder", "hip", "leg"],

@@ -4,25 +4,22 @@ bad files quarantined with a reason, every input accounted for, bit-reproducible
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from paths import FRACATLAS
 from PIL import Image
 
-from bonexray import imaging
-from bonexray import repair as repair_module
-from bonexray.repair import load_working, repair
-from bonexray.resize import letterbox_geometry, to_working
-from bonexray.shards import ShardReader
+from bonexray.data import imaging
+from bonexray.data import repair as repair_module
+from bonexray.data.repair import load_working, repair
+from bonexray.data.resize import letterbox_geometry, to_working
+from bonexray.io.shards import ShardReader
 
 SIZE = 64
 MAX_PIXELS = 89_478_485
-REPO = Path(__file__).resolve().parents[1]
-FRACATLAS = Path(os.environ.get("BONEXRAY_FRACATLAS", REPO / ".." / "shared/data/fracatlas"))
-
 
 # ---------------------------------------------------------------------------- to_working
 

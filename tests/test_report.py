@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from test_evaluate import MODELS, PARAMS, REGIONS, SKILL, fabricate_predictions, scored_repo
 
-from bonexray import evaluate, report
+from bonexray.evaluation import scoring as evaluate
+from bonexray.reporting import report
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +112,7 @@ def test_examples_skip_images_absent_from_the_shards(inputs: dict, tmp_path: Pat
     labels = inputs["labels"]
     preds = fabricate_predictions(labels, SKILL["cnn"], seed=0)
     scores = evaluate.evaluate_all(labels, {"cnn": preds}, REGIONS, inputs["settings"])
-    from bonexray.shards import ShardReader, ShardWriter
+    from bonexray.io.shards import ShardReader, ShardWriter
 
     reader = ShardReader(Path(inputs["root"]) / "artifacts" / "repair")
     kept = scores["cnn"].test["id"].iloc[:3].tolist()

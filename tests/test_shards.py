@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bonexray.shards import ShardReader, ShardWriter
+from bonexray.io.shards import ShardReader, ShardWriter
 
 SMAPS = Path("/proc/self/smaps")
 

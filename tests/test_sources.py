@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections import Counter
 from pathlib import Path
 
 import badfiles
 import pytest
+from paths import FRACATLAS
 
-from bonexray.datasets import FRACATLAS as FRACATLAS_DATASET
-from bonexray.datasets import MURA, SYNTH_README_TITLE, SYNTHETIC_SAMPLE
-from bonexray.sources import (
+from bonexray.data.datasets import FRACATLAS as FRACATLAS_DATASET
+from bonexray.data.datasets import MURA, SYNTH_README_TITLE, SYNTHETIC_SAMPLE
+from bonexray.data.sources import (
     REGISTRY,
     SourceConfigError,
     SourceWarning,
@@ -21,7 +21,6 @@ from bonexray.sources import (
     walk_files,
 )
 
-FRACATLAS = Path(os.environ.get("BONEXRAY_FRACATLAS", "../shared/data/fracatlas"))
 CLASS_NAMES = {"fractured": 1, "not_fractured": 0, "normal": 0}
 
 

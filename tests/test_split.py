@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bonexray.split import (
+from bonexray.data.split import (
     LeakageError,
     check_no_leakage,
     count_leaks,
@@ -18,7 +18,7 @@ from bonexray.split import (
     near_duplicate_pairs,
     strata,
 )
-from bonexray.taxonomy import Taxonomy
+from bonexray.data.taxonomy import Taxonomy
 
 TAXONOMY = Taxonomy.from_params(
     {

@@ -9,20 +9,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from paths import REPO
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from bonexray import cli
-from bonexray.datasets import SYNTHETIC_SAMPLE
-from bonexray.params import load
-from bonexray.sources import attribution
+from bonexray.data.datasets import SYNTHETIC_SAMPLE
+from bonexray.data.sources import attribution
+from bonexray.data.taxonomy import Taxonomy
+from bonexray.io.params import load
 from bonexray.synth import SynthError, generate
 from bonexray.synth import fracture as fx
 from bonexray.synth.anatomy import REGIONS, VARIANTS, build
 from bonexray.synth.plan import allocate
 from bonexray.synth.radiograph import render
-from bonexray.taxonomy import Taxonomy
 
-REPO = Path(__file__).resolve().parents[1]
 SCALE = 0.07  # about 40 images: the smallest sample that still holds every defect
 SPLITS = {"train", "valid", "test"}
 

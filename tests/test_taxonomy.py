@@ -1,7 +1,7 @@
 import pytest
 
-from bonexray import params as params_mod
-from bonexray.taxonomy import Taxonomy, normalise_token
+from bonexray.data.taxonomy import Taxonomy, normalise_token
+from bonexray.io import params as params_mod
 
 
 @pytest.fixture(scope="module")

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import keras_tuner as kt
+import pandas as pd
+import pytest
+from tiny_sample import CHANNELS, GRID, REGIONS, TINY_RNN, params, write_sample
 
-import keras  # noqa: E402
-import keras_tuner as kt  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
-from tiny_sample import CHANNELS, GRID, REGIONS, TINY_RNN, params, write_sample  # noqa: E402
-
-from bonexray import predictions  # noqa: E402
-from bonexray.models.network import BoneHyperModel  # noqa: E402
-from bonexray.models.space import declare  # noqa: E402
-from bonexray.training import KerasOutputs, train_keras  # noqa: E402
-from bonexray.tuning import make_tuner  # noqa: E402
+from bonexray.io import predictions
+from bonexray.io.params import ParamsError
+from bonexray.models.interface import TrainOutputs
+from bonexray.models.keras.network import BoneHyperModel, NetworkSpec
+from bonexray.models.keras.space import declare
+from bonexray.models.keras.training import train_keras
+from bonexray.models.keras.tuning import make_tuner
 
 
 def test_space_convention():
@@ -25,11 +24,11 @@ def test_space_convention():
     declare(
         hp,
         {
-            "filters": [16, 32],
-            "pool_every_block": [True, False],
-            "scan": ["rows", "rows_columns"],
-            "dropout": [0.1, 0.4],
-            "learning_rate": [0.005, 0.0005],
+            "filters": {"choice": [16, 32]},
+            "pool_every_block": {"choice": [True, False]},
+            "scan": {"choice": ["rows", "rows_columns"]},
+            "dropout": {"range": [0.1, 0.4]},
+            "learning_rate": {"range": [0.005, 0.0005], "log": True},
             "kernel_size": 3,
         },
     )
@@ -48,9 +47,21 @@ def test_space_convention():
     assert hp.values["kernel_size"] == 3
 
 
-@pytest.mark.parametrize("bad", [[], {"min": 1}, None])
-def test_space_rejects_what_it_cannot_read(bad):
-    with pytest.raises(ValueError, match="params.yaml space.x"):
+@pytest.mark.parametrize(
+    "bad, reason",
+    [
+        ([0, 1], "a bare list"),  # a choice or a range? refused, not guessed
+        ([], "a bare list"),
+        ({"min": 1}, "is not a scalar"),
+        (None, "no value"),
+        ({"choice": []}, "non-empty list"),
+        ({"range": [1]}, r"\[low, high\]"),
+        ({"range": [0.0, 1.0], "log": True}, "low > 0"),
+        ({"range": [0.1, 1.0], "log": "yes"}, "true or false"),
+    ],
+)
+def test_space_rejects_what_it_cannot_read(bad, reason):
+    with pytest.raises(ParamsError, match=rf"params.yaml space\.x.*{reason}"):
         declare(kt.HyperParameters(), {"x": bad})
 
 
@@ -63,9 +74,8 @@ def test_space_rejects_what_it_cannot_read(bad):
     ],
 )
 def test_tuner_kinds(tmp_path, kind, cls):
-    model = BoneHyperModel(
-        TINY_RNN, (GRID, GRID, CHANNELS), len(REGIONS), True, {"region": 1, "fracture": 1}
-    )
+    spec = NetworkSpec((GRID, GRID, CHANNELS), len(REGIONS), True, {"region": 1, "fracture": 1})
+    model = BoneHyperModel(TINY_RNN, spec)
     search = {"tuner": kind, "max_trials": 2, "epochs": 3, "executions_per_trial": 1}
     tuner = make_tuner(model, search, tmp_path, seed=1)
     assert isinstance(tuner, cls)
@@ -76,7 +86,12 @@ def test_tuner_kinds(tmp_path, kind, cls):
 
 def test_search_saves_trials_and_a_loadable_model(tmp_path):
     sample = write_sample(tmp_path / "sample")
-    space = {**TINY_RNN, "filters": [4, 8], "dropout": [0.0, 0.3], "learning_rate": [0.001, 0.01]}
+    space = {
+        **TINY_RNN,
+        "filters": {"choice": [4, 8]},
+        "dropout": {"range": [0.0, 0.3]},
+        "learning_rate": {"range": [0.001, 0.01], "log": True},
+    }
     cfg = {
         "rnn": True,
         "search": {
@@ -90,7 +105,7 @@ def test_search_saves_trials_and_a_loadable_model(tmp_path):
         "space": space,
     }
     out = tmp_path / "out"
-    outputs = KerasOutputs(
+    outputs = TrainOutputs(
         model_dir=out / "models" / "nas",
         predictions=out / "predictions" / "nas.parquet",
         metrics=out / "metrics" / "nas.json",

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bonexray.shards import ShardWriter
+from bonexray.io.shards import ShardWriter
 
 REGIONS = ["hand", "elbow", "leg"]
 GRID, CHANNELS, VECTOR = 16, 4, 12

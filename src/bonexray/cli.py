@@ -89,7 +89,7 @@ def _configure_compare(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from bonexray.evaluate import compare_frame
+    from bonexray.evaluation.scoring import compare_frame
 
     try:
         flat = json.loads(args.metrics.read_text())
@@ -135,7 +135,7 @@ def _positive_int(text: str) -> int:
 
 
 def _configure_fetch(parser: argparse.ArgumentParser) -> None:
-    from bonexray.fetch import RELEASES, default_cache  # stdlib, yaml and tqdm only
+    from bonexray.data.fetch import RELEASES, default_cache  # stdlib, yaml and tqdm only
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = (
@@ -191,9 +191,9 @@ def _configure_fetch(parser: argparse.ArgumentParser) -> None:
 def _run_fetch(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from bonexray.archive import ArchiveError
-    from bonexray.download import DownloadError
-    from bonexray.fetch import RELEASES, FetchError, fetch, source_entry
+    from bonexray.data.archive import ArchiveError
+    from bonexray.data.download import DownloadError
+    from bonexray.data.fetch import RELEASES, FetchError, fetch, source_entry
 
     release = RELEASES[args.dataset]
     out = args.out or Path("data") / release.name
@@ -288,14 +288,14 @@ def _run_predict(args: argparse.Namespace) -> int:
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from bonexray.params import ParamsError, load
-    from bonexray.predict import ArtifactsError, Predictor, format_output, overlay_writer
-    from bonexray.serving import ServingError
+    from bonexray.errors import ConfigError
+    from bonexray.inference.predict import Predictor, format_output, overlay_writer
+    from bonexray.io.params import load
 
     try:
         predictor = Predictor.load(args.artifacts, load(args.params), args.model)
         explain = overlay_writer(predictor, args.explain) if args.explain else None
-    except (ArtifactsError, ServingError, ParamsError) as exc:
+    except ConfigError as exc:  # missing or stale artifacts, a broken record, bad params
         print(f"bonexray predict: error: {exc}", file=sys.stderr)
         return 2
     table = predictor.run(args.paths, on_batch=explain)
@@ -347,23 +347,23 @@ def _configure_export(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "Writes <out>/saved_model/, <out>/model.tflite (builtin ops, one image per call) and "
         "<out>/parity.json (largest |difference| of each head's probabilities from the Keras "
-        "model). Exit status 1 when a difference exceeds its tolerance (bonexray.export."
+        "model). Exit status 1 when a difference exceeds its tolerance (bonexray.inference.export."
         "TOLERANCES, recorded in parity.json), 2 on a missing or unreadable input."
     )
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from bonexray.evaluate import FOREST_MODEL
-    from bonexray.export import TOLERANCES, ParityError, export_model
-    from bonexray.models.files import keras_model_path
+    from bonexray.inference.export import TOLERANCES, ParityError, export_model
+    from bonexray.models.interface import family_of
+    from bonexray.models.keras.files import keras_model_path
 
     out = args.out or args.artifacts / "export" / args.model
     problem = (
         "--inputs must be at least 1"
         if args.inputs < 1
         else f"{args.model}: the random forest has no TF graph to export (it is saved with "
-        "skops; load it with bonexray.forest.load_forests)"
-        if args.model == FOREST_MODEL
+        "skops; load it with bonexray.models.forest.load_forests)"
+        if not family_of(args.model).explainable
         else None
     )
     if problem:

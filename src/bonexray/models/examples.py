@@ -19,12 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from bonexray.shards import ShardReader, ShardRows
-
-LABEL_COLUMNS = ("id", "split", "region", "label_source", "fracture")
-PREDICTED_SPLITS = ("val", "test")
+from bonexray.errors import ConfigError
+from bonexray.io.labels import PREDICTED_SPLITS, read_labels
+from bonexray.io.shards import ShardReader, ShardRows
 
 
 @dataclass(frozen=True)
@@ -65,21 +63,6 @@ class Examples:
         return self.subset(np.isin(self.split, PREDICTED_SPLITS))
 
 
-def read_labels(path: str | Path, regions: Sequence[str]) -> pd.DataFrame:
-    """Read labels.parquet, checking its columns and that its regions are in the taxonomy."""
-    labels = pd.read_parquet(path)
-    missing = set(LABEL_COLUMNS) - set(labels.columns)
-    if missing:
-        raise ValueError(f"{path}: missing columns {sorted(missing)}")
-    if labels["id"].duplicated().any():
-        first = labels["id"][labels["id"].duplicated()].iloc[0]
-        raise ValueError(f"{path}: duplicate ids, e.g. {first}")
-    unknown = set(labels["region"].dropna()) - set(regions)
-    if unknown:
-        raise ValueError(f"{path}: regions {sorted(unknown)} are not in taxonomy.regions")
-    return labels
-
-
 def load_examples(
     labels_path: str | Path, features_dir: str | Path, regions: Sequence[str]
 ) -> Examples:
@@ -88,7 +71,7 @@ def load_examples(
     reader = ShardReader(features_dir)
     absent = set(labels["id"]) - set(reader.index["id"])
     if absent:
-        raise ValueError(
+        raise ConfigError(
             f"{features_dir}: {len(absent)} ids of {labels_path} have no features, "
             f"e.g. {sorted(absent)[0]}"
         )

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from bonexray.datasets import SYNTH_README_TITLE
+from bonexray.data.datasets import SYNTH_README_TITLE
+from bonexray.errors import ConfigError
 from bonexray.synth import mess
 from bonexray.synth.encode import SUFFIX, encode
 from bonexray.synth.geometry import Array
@@ -53,7 +54,7 @@ COPIES = (
 )
 
 
-class SynthError(RuntimeError):
+class SynthError(ConfigError, RuntimeError):
     """The output directory cannot be written as asked."""
 
 

@@ -1,0 +1,1 @@
+"""From raw folders to labelled, split working images: sources, census, repair, split, relabel."""

@@ -1,0 +1,1 @@
+"""Scores, calibration and serving records, the same code for every model."""

@@ -1,0 +1,509 @@
+"""Score every model and two baselines on the same test rows with the same code.
+
+Both heads of every model are scored on TEST; the fracture operating point is chosen on
+VAL and applied unchanged to test. Which rows count:
+
+- rows whose relabel ``label_source`` is "excluded" count nowhere (relabel dropped them);
+- region: rows with a region from a source in ``evaluate.score_region_sources`` (default
+  original and synonym). Model-assigned regions are left out by default because the
+  relabel model produced them: scoring against them would reward agreeing with it;
+- fracture: rows with a known fracture label.
+
+Calibration (``evaluate.calibration``: platt | temperature | none): each model's two heads
+are rescaled (calibration.py: a temperature per head, and with platt a bias for the
+fracture head) with parameters fitted on the VAL rows that are scored; every score, and
+the operating point, is then computed on the calibrated probabilities, which are what
+`bonexray predict` outputs. ECE, Brier and NLL before calibration are kept beside them
+(``*_uncalibrated``).
+
+The baselines are predictions tables like a model's, built from TRAIN-split label
+frequencies with scikit-learn's DummyClassifier: ``baseline_majority`` predicts the most
+frequent class with probability 1, ``baseline_chance`` predicts the class priors (AUROC 0.5
+by construction; its Brier score is the prior's). They are never calibrated: they are
+reference points defined by their construction (the priors are calibrated on train already;
+the majority baseline is certainty on purpose), and fitting a temperature to a constant
+would turn both into the val prevalence, a third baseline that tells nothing new.
+
+evaluate also writes the serving records (serving.py) that `bonexray predict` reads: per
+model its temperatures and operating point, and the best model (chosen on VAL).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.dummy import DummyClassifier
+
+from bonexray.errors import ConfigError
+from bonexray.evaluation import metrics, serving
+from bonexray.evaluation.calibration import METHODS as CALIBRATION_METHODS
+from bonexray.evaluation.calibration import Temperatures
+from bonexray.io import jsonfile, predictions
+from bonexray.io.labels import LABEL_COLUMNS
+from bonexray.io.params import ParamsError, section
+from bonexray.models.interface import family_of
+
+BASELINES = {"baseline_majority": "most_frequent", "baseline_chance": "prior"}
+DECIMALS = 4
+
+# compare.json key suffix -> path in a model's nested metrics.
+COMPARE_KEYS = {
+    "region_accuracy": ("region", "accuracy"),
+    "region_macro_f1": ("region", "macro_f1"),
+    "region_kappa": ("region", "kappa"),
+    "fracture_auroc": ("fracture", "auroc"),
+    "fracture_auroc_ci_low": ("fracture", "auroc_ci_low"),
+    "fracture_auroc_ci_high": ("fracture", "auroc_ci_high"),
+    "fracture_average_precision": ("fracture", "average_precision"),
+    "fracture_sensitivity": ("fracture", "sensitivity"),
+    "fracture_specificity": ("fracture", "specificity"),
+    "fracture_threshold": ("fracture", "threshold"),
+    "fracture_brier": ("fracture", "brier"),
+    "fracture_brier_uncalibrated": ("fracture", "brier_uncalibrated"),
+    "fracture_ece": ("fracture", "ece"),
+    "fracture_ece_uncalibrated": ("fracture", "ece_uncalibrated"),
+    "fracture_temperature": ("fracture", "temperature"),
+    "fracture_bias": ("fracture", "bias"),
+    "region_ece": ("region", "ece"),
+    "region_ece_uncalibrated": ("region", "ece_uncalibrated"),
+    "region_temperature": ("region", "temperature"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap: int
+    operating_point: metrics.OperatingPointMethod
+    target_sensitivity: float
+    calibration_bins: int
+    score_region_sources: tuple[str, ...]
+    report_examples: int
+    seed: int
+    calibration: str  # calibration.METHODS
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> Settings:
+        ev = section(params, "evaluate")
+        sources = tuple(ev.get("score_region_sources", ("original", "synonym")))
+        bad = set(sources) - {"original", "synonym", "model"}
+        if bad or not sources:
+            raise ParamsError(
+                f"params.yaml evaluate.score_region_sources: {sorted(bad) or 'empty'}; "
+                "use some of original, synonym, model"
+            )
+        if ev["operating_point"] not in ("youden", "sensitivity"):
+            raise ParamsError(
+                "params.yaml evaluate.operating_point must be youden or sensitivity, "
+                f"got {ev['operating_point']!r}"
+            )
+        if ev["calibration"] not in CALIBRATION_METHODS:
+            raise ParamsError(
+                f"params.yaml evaluate.calibration must be one of {CALIBRATION_METHODS}, "
+                f"got {ev['calibration']!r}"
+            )
+        return cls(
+            bootstrap=int(ev["bootstrap"]),
+            operating_point=ev["operating_point"],
+            target_sensitivity=float(ev["target_sensitivity"]),
+            calibration_bins=int(ev["calibration_bins"]),
+            score_region_sources=sources,
+            report_examples=int(ev["report_examples"]),
+            seed=int(section(params, "seed")),
+            calibration=str(ev["calibration"]),
+        )
+
+
+def attach_labels(labels: pd.DataFrame, preds: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Join a predictions table to the labels of the val/test rows that are scored.
+
+    Fails, naming the model, when predictions are missing for a scored row, name an
+    unknown id, or put an image in another split than labels.parquet does: a model that
+    skipped hard images would otherwise look better than it is.
+    """
+    scored = labels[labels["split"].isin(("val", "test")) & (labels["label_source"] != "excluded")]
+    split_of = labels.set_index("id")["split"]
+    unknown = preds.loc[~preds["id"].isin(split_of.index), "id"]
+    if len(unknown):
+        raise ConfigError(
+            f"{name}: {len(unknown)} predicted ids not in labels, e.g. {unknown.iloc[0]!r}"
+        )
+    moved = preds[preds["split"].to_numpy() != split_of.loc[preds["id"]].to_numpy()]
+    if len(moved):
+        raise ConfigError(
+            f"{name}: {len(moved)} predictions in another split than labels.parquet, "
+            f"e.g. {moved['id'].iloc[0]!r} ({moved['split'].iloc[0]})"
+        )
+    if preds["id"].duplicated().any():
+        raise ConfigError(f"{name}: duplicate predicted ids")
+    absent = scored.loc[~scored["id"].isin(preds["id"]), "id"]
+    if len(absent):
+        raise ConfigError(
+            f"{name}: no prediction for {len(absent)} val/test images, e.g. {absent.iloc[0]!r}"
+        )
+    return scored[list(LABEL_COLUMNS)].merge(preds.drop(columns="split"), on="id", how="left")
+
+
+@dataclass
+class Scores:
+    """Everything evaluate knows about one model (or baseline) on the test set."""
+
+    name: str
+    metrics: dict[str, Any]
+    roc: pd.DataFrame  # fpr, tpr, threshold
+    pr: pd.DataFrame  # recall, precision
+    calibration: pd.DataFrame  # bin, lower, upper, count, mean_predicted, fraction_positive
+    confusion_pairs: pd.DataFrame  # actual, predicted: one row per region-scored test image
+    # The joined test rows (calibrated probabilities) plus predicted_region and
+    # predicted_fracture (at the threshold).
+    test: pd.DataFrame = field(repr=False)
+    selection_score: float = float("nan")  # on VAL: mean of region macro-F1 and fracture AUROC
+    temperatures: Temperatures = field(default_factory=Temperatures)  # fitted on VAL
+
+
+def _region_rows(frame: pd.DataFrame, sources: Sequence[str]) -> pd.DataFrame:
+    return frame[frame["region"].notna() & frame["label_source"].isin(sources)]
+
+
+def _fracture_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame["fracture"].notna()]
+
+
+def _mean_defined(*values: float) -> float:
+    defined = [v for v in values if not math.isnan(v)]
+    return float(np.mean(defined)) if defined else float("nan")
+
+
+def calibrate(
+    joined: pd.DataFrame, regions: Sequence[str], settings: Settings, method: str
+) -> tuple[pd.DataFrame, Temperatures]:
+    """Fit temperatures on the scored VAL rows of ``joined``; return it rescaled, and them."""
+    columns = predictions.region_columns(regions)
+    index = {r: i for i, r in enumerate(regions)}
+    val = joined[joined["split"] == "val"]
+    region_val, frac_val = _region_rows(val, settings.score_region_sources), _fracture_rows(val)
+    temperatures = Temperatures.fit(
+        method,
+        region_val["region"].map(index).to_numpy(),
+        region_val[columns].to_numpy(),
+        frac_val["fracture"].astype(int).to_numpy(),
+        frac_val["p_fracture"].to_numpy(),
+    )
+    scaled = joined.copy()
+    scaled[columns] = temperatures.region_proba(joined[columns].to_numpy())
+    scaled["p_fracture"] = temperatures.fracture_proba(joined["p_fracture"].to_numpy())
+    return scaled, temperatures
+
+
+def score(
+    joined: pd.DataFrame,
+    regions: Sequence[str],
+    settings: Settings,
+    name: str,
+    calibration: str | None = None,
+) -> Scores:
+    """Score one predictions table (already joined to its labels) on both heads.
+
+    ``calibration`` overrides settings.calibration ("none" for the baselines).
+    """
+    columns = predictions.region_columns(regions)
+    index = {r: i for i, r in enumerate(regions)}
+    raw = joined
+    joined, temperatures = calibrate(raw, regions, settings, calibration or settings.calibration)
+    val = joined[joined["split"] == "val"]
+    test = joined[joined["split"] == "test"].copy()
+    test["predicted_region"] = np.asarray(regions, dtype=object)[
+        test[columns].to_numpy().argmax(axis=1)
+    ]
+
+    region_test = _region_rows(test, settings.score_region_sources)
+    frac_test, frac_val = _fracture_rows(test), _fracture_rows(val)
+    if region_test.empty or frac_test.empty:
+        raise ConfigError(
+            f"{name}: nothing to score: {len(region_test)} test images with a region labelled by "
+            f"{list(settings.score_region_sources)}, {len(frac_test)} with a fracture label"
+        )
+    region_y = region_test["region"].map(index)
+    region = metrics.region_scores(region_y, region_test[columns])
+    confusion = region["confusion"]
+    # The same test rows before calibration (same order), for the *_uncalibrated scores.
+    raw_region = raw.loc[region_test.index, columns]
+    raw_p = raw.loc[frac_test.index, "p_fracture"]
+
+    y, p = frac_test["fracture"].astype(int), frac_test["p_fracture"]
+    point = metrics.choose_operating_point(
+        frac_val["fracture"].astype(int),
+        frac_val["p_fracture"],
+        settings.operating_point,
+        settings.target_sensitivity,
+    )
+    sensitivity, specificity = metrics.sensitivity_specificity(y, p, point.threshold)
+    ci = metrics.bootstrap_auroc_ci(y, p, settings.bootstrap, settings.seed)
+    calibration_table = metrics.calibration_bins(y, p, settings.calibration_bins)
+    raw_calibration = metrics.calibration_bins(y, raw_p, settings.calibration_bins)
+    by_region_rows = _region_rows(frac_test, settings.score_region_sources)
+    by_region = metrics.auroc_by_group(
+        by_region_rows["fracture"].astype(int),
+        by_region_rows["p_fracture"],
+        by_region_rows["region"],
+    )
+
+    region_val = _region_rows(val, settings.score_region_sources)
+    val_f1 = metrics.region_scores(region_val["region"].map(index), region_val[columns])["macro_f1"]
+    val_auroc = metrics.auroc(frac_val["fracture"].astype(int), frac_val["p_fracture"])
+
+    bins = settings.calibration_bins
+    result = {
+        "region": {
+            "n": region["n"],
+            "n_by_source": {
+                s: int((region_test["label_source"] == s).sum())
+                for s in settings.score_region_sources
+            },
+            "accuracy": region["accuracy"],
+            "macro_f1": region["macro_f1"],
+            "kappa": region["kappa"],
+            "recall": dict(zip(regions, region["recall"], strict=True)),
+            "confusion": {
+                a: {b: int(confusion[i, j]) for j, b in enumerate(regions)}
+                for i, a in enumerate(regions)
+            },
+            "temperature": temperatures.region,
+            "nll": metrics.multiclass_nll(region_y, region_test[columns]),
+            "nll_uncalibrated": metrics.multiclass_nll(region_y, raw_region),
+            "ece": metrics.top_label_ece(region_y, region_test[columns], bins),
+            "ece_uncalibrated": metrics.top_label_ece(region_y, raw_region, bins),
+        },
+        "fracture": {
+            "n": int(y.size),
+            "n_positive": int(y.sum()),
+            "auroc": metrics.auroc(y, p),
+            "auroc_ci_low": ci.low,
+            "auroc_ci_high": ci.high,
+            "auroc_ci_resamples": ci.resamples_used,
+            "average_precision": metrics.average_precision(y, p),
+            "threshold": point.threshold,
+            "val_sensitivity": point.sensitivity,
+            "val_specificity": point.specificity,
+            "sensitivity": sensitivity,
+            "specificity": specificity,
+            "temperature": temperatures.fracture,
+            "bias": temperatures.fracture_bias,
+            "brier": metrics.brier(y, p),
+            "brier_uncalibrated": metrics.brier(y, raw_p),
+            "ece": metrics.expected_calibration_error(calibration_table),
+            "ece_uncalibrated": metrics.expected_calibration_error(raw_calibration),
+            "nll": metrics.binary_nll(y, p),
+            "nll_uncalibrated": metrics.binary_nll(y, raw_p),
+            "auroc_by_region": {r: by_region.get(r, float("nan")) for r in regions},
+        },
+        "selection": {"val_region_macro_f1": val_f1, "val_fracture_auroc": val_auroc},
+    }
+    test["predicted_fracture"] = (test["p_fracture"] >= point.threshold).astype(int)
+    return Scores(
+        name=name,
+        metrics=result,
+        roc=metrics.roc_points(y, p),
+        pr=metrics.pr_points(y, p),
+        calibration=calibration_table,
+        confusion_pairs=region_test[["region", "predicted_region"]].set_axis(
+            ["actual", "predicted"], axis=1
+        ),
+        test=test,
+        selection_score=_mean_defined(val_f1, val_auroc),
+        temperatures=temperatures,
+    )
+
+
+def baseline_predictions(labels: pd.DataFrame, regions: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """Predictions tables of the majority and chance baselines for the val/test rows.
+
+    Fitted on TRAIN rows (not excluded) only, like the models; DummyClassifier ignores
+    the features, so a column of zeros stands in for them.
+    """
+    train = labels[(labels["split"] == "train") & (labels["label_source"] != "excluded")]
+    region_train = train[train["region"].notna()]
+    fracture_train = train[train["fracture"].notna()]
+    if region_train.empty or fracture_train.empty:
+        raise ConfigError(
+            "labels: no train rows with a region and a fracture label to fit baselines on"
+        )
+    rows = labels[labels["split"].isin(("val", "test"))]
+    blank = np.zeros((len(rows), 1))
+    out = {}
+    for name, strategy in BASELINES.items():
+        region = DummyClassifier(strategy=strategy).fit(
+            np.zeros((len(region_train), 1)), region_train["region"].map(regions.index)
+        )
+        region_proba = np.zeros((len(rows), len(regions)))
+        region_proba[:, region.classes_] = region.predict_proba(blank)
+        fracture = DummyClassifier(strategy=strategy).fit(
+            np.zeros((len(fracture_train), 1)), fracture_train["fracture"].astype(int)
+        )
+        positive = list(fracture.classes_).index(1) if 1 in fracture.classes_ else None
+        fracture_proba = (
+            fracture.predict_proba(blank)[:, positive]
+            if positive is not None
+            else np.zeros(len(rows))
+        )
+        out[name] = predictions.to_frame(
+            rows["id"].tolist(), rows["split"].tolist(), region_proba, fracture_proba, regions
+        )
+    return out
+
+
+def evaluate_all(
+    labels: pd.DataFrame,
+    model_predictions: Mapping[str, pd.DataFrame],
+    regions: Sequence[str],
+    settings: Settings,
+) -> dict[str, Scores]:
+    """Scores of every model, then of the baselines, keyed by name (models first)."""
+    tables = {**model_predictions, **baseline_predictions(labels, list(regions))}
+    return {
+        name: score(
+            attach_labels(labels, table, name),
+            regions,
+            settings,
+            name,
+            calibration="none" if name in BASELINES else None,
+        )
+        for name, table in tables.items()
+    }
+
+
+def score_predictions(
+    labels: pd.DataFrame,
+    predictions_dir: str | Path,
+    models: Sequence[str],
+    regions: Sequence[str],
+    settings: Settings,
+) -> dict[str, Scores]:
+    """evaluate_all over the training stages' tables, <predictions_dir>/<model>.parquet."""
+    tables = {m: predictions.read(Path(predictions_dir) / f"{m}.parquet", regions) for m in models}
+    return evaluate_all(labels, tables, regions, settings)
+
+
+def best_model(scores: Mapping[str, Scores], models: Sequence[str]) -> str:
+    """The model with the best VALIDATION selection score (never chosen on test)."""
+    ranked = [m for m in models if not math.isnan(scores[m].selection_score)]
+    return max(ranked, key=lambda m: scores[m].selection_score) if ranked else models[0]
+
+
+def serving_records(
+    scores: Mapping[str, Scores], models: Sequence[str], regions: Sequence[str], settings: Settings
+) -> dict[str, serving.ServingRecord]:
+    """What predict needs of each model: the calibration and operating point fitted here."""
+    records = {}
+    for name in models:
+        result = scores[name]
+        frac = result.metrics["fracture"]
+        records[name] = serving.ServingRecord(
+            model=name,
+            kind=family_of(name).name,
+            artifact=serving.model_artifact(name),
+            regions=tuple(regions),
+            calibration=settings.calibration,
+            temperatures=result.temperatures,
+            threshold=frac["threshold"],  # unrounded: a rounded cut-off could flip a decision
+            operating_point=settings.operating_point,
+            target_sensitivity=(
+                settings.target_sensitivity if settings.operating_point == "sensitivity" else None
+            ),
+            val_sensitivity=_finite_or_none(frac["val_sensitivity"]),
+            val_specificity=_finite_or_none(frac["val_specificity"]),
+            test=rounded(
+                {key: result.metrics[g][m] for key, (g, m) in COMPARE_KEYS.items()}
+                | {"val_selection_score": result.selection_score}
+            ),
+        )
+    return records
+
+
+def _finite_or_none(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+# ---------------------------------------------------------------- writing
+
+
+def rounded(value: Any) -> Any:
+    """Round floats to DECIMALS, NaN -> None (valid JSON, shown as '-' by dvc), recursively."""
+    if isinstance(value, Mapping):
+        return {str(k): rounded(v) for k, v in value.items()}
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else round(float(value), DECIMALS)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def compare_table(scores: Mapping[str, Scores]) -> dict[str, Any]:
+    """Flat '<model>.<metric>' keys, readable in `dvc metrics diff --md`."""
+    flat: dict[str, Any] = {}
+    for name, result in scores.items():
+        for key, (group, metric) in COMPARE_KEYS.items():
+            flat[f"{name}.{key}"] = result.metrics[group][metric]
+    any_result = next(iter(scores.values()))
+    flat["test_set.region_n"] = any_result.metrics["region"]["n"]
+    flat["test_set.fracture_n"] = any_result.metrics["fracture"]["n"]
+    flat["test_set.fracture_positive"] = any_result.metrics["fracture"]["n_positive"]
+    return rounded(flat)
+
+
+def compare_frame(flat: Mapping[str, Any]) -> pd.DataFrame:
+    """compare.json (flat) as a table: one row per model and baseline, COMPARE_KEYS columns."""
+    rows: dict[str, dict[str, Any]] = {}
+    for key, value in flat.items():
+        name, metric = key.split(".", 1)
+        if metric in COMPARE_KEYS:
+            rows.setdefault(name, {})[metric] = value
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(COMPARE_KEYS))
+
+
+def write_metrics(
+    scores: Mapping[str, Scores], models: Sequence[str], metrics_dir: str | Path
+) -> None:
+    """metrics/<model>.json (nested) for each model and metrics/compare.json (flat)."""
+    metrics_dir = Path(metrics_dir)
+    for model in models:
+        jsonfile.write(metrics_dir / f"{model}.json", rounded(scores[model].metrics))
+    jsonfile.write(metrics_dir / "compare.json", compare_table(scores))
+
+
+PLOT_KINDS = ("roc", "pr", "calibration", "confusion", "region_recall")
+
+
+def write_plots(scores: Mapping[str, Scores], models: Sequence[str], plots_dir: str | Path) -> None:
+    """One CSV per model and kind under plots_dir/<kind>/<model>.csv, for `dvc plots`.
+
+    One file per model because DVC's templates tell series apart by file and revision,
+    not by a column; the confusion CSVs hold one (actual, predicted) row per image, since
+    DVC's confusion template counts rows.
+    """
+    plots_dir = Path(plots_dir)
+    for kind in PLOT_KINDS:
+        shutil.rmtree(plots_dir / kind, ignore_errors=True)  # no stale files of removed models
+        (plots_dir / kind).mkdir(parents=True)
+    for model in models:
+        result = scores[model]
+        recall = result.metrics["region"]["recall"]
+        tables = {
+            "roc": result.roc[["fpr", "tpr", "threshold"]],
+            "pr": result.pr[["recall", "precision"]],
+            "calibration": result.calibration[
+                ["bin", "mean_predicted", "fraction_positive", "count"]
+            ],
+            "confusion": result.confusion_pairs,
+            "region_recall": pd.DataFrame(
+                {"region": list(recall), "recall": list(recall.values())}
+            ),
+        }
+        for kind, table in tables.items():
+            table.round(DECIMALS).to_csv(plots_dir / kind / f"{model}.csv", index=False)

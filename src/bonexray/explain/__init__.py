@@ -1,0 +1,1 @@
+"""Grad-CAM overlays and their localisation checks."""

@@ -1,0 +1,1 @@
+"""Wavelet features of the working images: band channels and vectors."""

@@ -1,0 +1,1 @@
+"""Prediction on new images and model export."""

@@ -1,0 +1,1 @@
+"""Files the stages exchange: params.yaml, feature shards, JSON, prediction tables."""

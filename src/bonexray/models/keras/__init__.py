@@ -1,0 +1,1 @@
+"""The Keras models: network, search space, fit loop, Keras Tuner search."""

@@ -1,0 +1,407 @@
+"""The fit loop shared by the Keras models: sample weights, tf.data, fit, predict.
+
+Unknown fracture labels never drop a row: they get sample weight 0 on the fracture head,
+so they still train the region head. `make_dataset` is the one place that builds a tf.data
+pipeline; it streams each batch's features from the shards (models/examples.py).
+`train_keras` runs one model end to end for the train@<name> stage: in this process, or
+with its search spread over a chief and worker processes (distributed.py), each of which
+runs worker.py; both build their search with `prepare`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from sklearn.utils.class_weight import compute_class_weight
+
+from bonexray.data.taxonomy import Taxonomy
+from bonexray.errors import ConfigError
+from bonexray.io import jsonfile, predictions
+from bonexray.io.params import ParamsError, section
+from bonexray.models.examples import Examples, load_examples
+from bonexray.models.interface import TrainOutputs
+from bonexray.models.keras import devices, distributed
+from bonexray.models.keras.files import MODEL_FILE, predict_heads
+
+if TYPE_CHECKING:
+    import keras_tuner as kt
+
+    from bonexray.models.keras.network import BoneHyperModel
+
+CLASS_WEIGHT_MODES = ("balanced", "none")
+
+
+@dataclass(frozen=True)
+class HeadWeights:
+    """Per-class sample weights for each head, computed once from the training rows."""
+
+    region: Mapping[int, float]
+    fracture: Mapping[int, float]
+
+    @classmethod
+    def from_training(cls, train: Examples, mode: str) -> HeadWeights:
+        """Class weights: "balanced" is sklearn's inverse class frequency; "none" is uniform.
+
+        Each head's weights are scaled to average 1 over all training rows, so the share
+        of unknown fracture labels (weight 0) does not shrink that head's loss relative to
+        train.loss_weights.
+        """
+        if mode not in CLASS_WEIGHT_MODES:
+            raise ParamsError(
+                f"params.yaml train.class_weight: {mode!r} is not one of {CLASS_WEIGHT_MODES}"
+            )
+        known_fracture = train.fracture[~np.isnan(train.fracture)].astype(np.int64)
+        return cls(
+            region=_class_weights(train.region[train.region >= 0], len(train), mode),
+            fracture=_class_weights(known_fracture, len(train), mode),
+        )
+
+    def for_rows(self, examples: Examples) -> dict[str, np.ndarray]:
+        region = np.array([self.region.get(int(c), 1.0) for c in examples.region], np.float32)
+        region[examples.region < 0] = 0.0
+        known = ~np.isnan(examples.fracture)
+        fracture = np.zeros(len(examples), np.float32)
+        fracture[known] = [self.fracture.get(int(c), 1.0) for c in examples.fracture[known]]
+        return {"region": region, "fracture": fracture}
+
+
+def _class_weights(labels: np.ndarray, n_rows: int, mode: str) -> dict[int, float]:
+    if len(labels) == 0:
+        return {}
+    classes = np.unique(labels)
+    weights = compute_class_weight(
+        "balanced" if mode == "balanced" else None, classes=classes, y=labels
+    )
+    scale = n_rows / len(labels)
+    return {int(c): float(w * scale) for c, w in zip(classes, weights, strict=True)}
+
+
+def targets(examples: Examples) -> dict[str, np.ndarray]:
+    """Targets by head name; unknown labels get a placeholder that their weight 0 hides."""
+    return {
+        "region": np.where(examples.region >= 0, examples.region, 0).astype(np.int32),
+        "fracture": np.nan_to_num(examples.fracture, nan=0.0).reshape(-1, 1).astype(np.float32),
+    }
+
+
+def make_dataset(
+    examples: Examples,
+    weights: HeadWeights | None,
+    batch_size: int,
+    shuffle_seed: int | None = None,
+):
+    """(features, targets, per-head sample weights) batches, or features alone when
+    ``weights`` is None (to predict); shuffled when given a seed.
+
+    The dataset holds row numbers, targets and weights (bytes a row); each batch's features
+    are read from the shards when it is due, the next batch prefetched while one trains.
+    Shuffling row numbers draws the permutation that shuffling whole rows drew.
+    """
+    import tensorflow as tf
+
+    labels = () if weights is None else (targets(examples), weights.for_rows(examples))
+    data = tf.data.Dataset.from_tensor_slices((np.arange(len(examples)), *labels))
+    if shuffle_seed is not None:
+        data = data.shuffle(len(examples), seed=shuffle_seed, reshuffle_each_iteration=True)
+    shape = (None, *examples.rows.item_shape)
+
+    def read(rows: np.ndarray) -> np.ndarray:
+        return examples.rows.read(rows).astype(np.float32, copy=False)
+
+    def with_features(rows, *rest):
+        features = tf.numpy_function(read, [rows], tf.float32, stateful=False)
+        features.set_shape(shape)
+        return (features, *rest) if rest else features
+
+    return data.batch(batch_size).map(with_features).prefetch(tf.data.AUTOTUNE)
+
+
+def configure_determinism(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras; make TF ops deterministic when asked."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def fit(model, train_data, val_data, epochs: int, patience: int, callbacks: Sequence = ()):
+    """Fit with early stopping on val_loss, keeping the weights of the best epoch."""
+    import keras
+
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=patience, restore_best_weights=True
+    )
+    return model.fit(
+        train_data,
+        validation_data=val_data,
+        epochs=epochs,
+        callbacks=[stop, *callbacks],
+        shuffle=False,  # the dataset shuffles itself, with the seed
+        verbose=2,
+    )
+
+
+def predict_frame(model, examples: Examples, regions: Sequence[str], batch_size: int):
+    """The predictions table (predictions.py format) for ``examples``."""
+    # Streamed from the shards, as in training: the features never sit in memory at once.
+    region, fracture = predict_heads(model, make_dataset(examples, None, batch_size))
+    return predictions.to_frame(examples.ids, examples.split, region, fracture, regions)
+
+
+def history_summary(history: Mapping[str, Sequence[float]]) -> dict[str, Any]:
+    """Best epoch (by val_loss, as early stopping chose it) and its validation metrics."""
+    best = int(np.argmin(history["val_loss"]))
+    summary: dict[str, Any] = {"best_epoch": best + 1, "epochs_run": len(history["val_loss"])}
+    for key, values in sorted(history.items()):
+        if key.startswith("val_"):
+            summary[f"best_{key}"] = float(values[best])
+    return summary
+
+
+@dataclass(frozen=True)
+class KerasModelConfig:
+    """models.<name> of params.yaml: a searched space, or fixed values."""
+
+    name: str
+    rnn: bool
+    space: Mapping[str, Any]  # searched space, or the fixed values (scalars)
+    search: Mapping[str, Any] | None  # None: no search (models.cnn)
+    epochs: int  # epochs of the final fit
+
+    @property
+    def where(self) -> str:
+        return f"models.{self.name}.{'space' if self.search else 'fixed'}"
+
+    @property
+    def workers(self) -> int:
+        """Processes training trials: 1 searches in the stage's own process."""
+        if not self.search:
+            return 1
+        workers = self.search["workers"]
+        if not isinstance(workers, int) or workers < 1:
+            raise ParamsError(
+                f"params.yaml models.{self.name}.search.workers: {workers!r}, expected an "
+                "integer >= 1"
+            )
+        return workers
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], name: str) -> KerasModelConfig:
+        cfg = section(params, f"models.{name}")
+        if "search" in cfg:
+            keys = ("rnn", "search", "space", "final_epochs")
+        else:
+            keys = ("rnn", "fixed", "epochs")
+        missing = [k for k in keys if k not in cfg]
+        if missing:
+            raise ParamsError(f"params.yaml models.{name}: missing {missing}")
+        searched = "search" in cfg
+        return cls(
+            name=name,
+            rnn=bool(cfg["rnn"]),
+            space=cfg["space"] if searched else cfg["fixed"],
+            search=cfg["search"] if searched else None,
+            epochs=int(cfg["final_epochs"] if searched else cfg["epochs"]),
+        )
+
+
+@dataclass(frozen=True)
+class KerasJob:
+    """One Keras model's settings, data and hypermodel, as every process of its stage sees them."""
+
+    config: KerasModelConfig
+    train_params: Mapping[str, Any]
+    seed: int
+    regions: Sequence[str]
+    examples: Examples
+    train: Examples
+    val: Examples
+    weights: HeadWeights
+    hypermodel: BoneHyperModel
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.train_params["batch_size"])
+
+    @property
+    def patience(self) -> int:
+        return int(self.train_params["early_stopping_patience"])
+
+    def datasets(self, replicas: int = 1) -> tuple[Any, Any]:
+        """Train (shuffled) and val batches; train.batch_size is per replica."""
+        batch = self.batch_size * replicas
+        return (
+            make_dataset(self.train, self.weights, batch, shuffle_seed=self.seed),
+            make_dataset(self.val, self.weights, batch),
+        )
+
+    def tuner(self, directory: Path, **kwargs: Any) -> kt.Tuner:
+        from bonexray.models.keras.tuning import make_tuner
+
+        where = f"models.{self.config.name}.search"
+        search = self.config.search
+        return make_tuner(self.hypermodel, search, directory, self.seed, where, **kwargs)
+
+
+def prepare(
+    name: str, params: Mapping[str, Any], labels_path: str | Path, bands_dir: str | Path
+) -> KerasJob:
+    """Seed and configure this process, join labels to features, build the hypermodel."""
+    from bonexray.models.keras.network import BoneHyperModel, NetworkSpec
+
+    config = KerasModelConfig.from_params(params, name)
+    train_params = section(params, "train")
+    seed = int(section(params, "seed"))
+    regions = Taxonomy.from_params(params).regions
+    configure_determinism(seed, bool(train_params["deterministic"]))
+
+    examples = load_examples(labels_path, bands_dir, regions)
+    train, val = examples.labelled("train"), examples.labelled("val")
+    for split, rows in (("train", train), ("val", val)):
+        if len(rows) == 0:
+            raise ConfigError(f"{labels_path}: no labelled {split} rows to fit {name}")
+    spec = NetworkSpec(
+        tuple(examples.rows.item_shape),
+        len(regions),
+        config.rnn,
+        train_params["loss_weights"],
+        name=name,
+        where=config.where,
+        mixed_precision=bool(train_params["mixed_precision"]),
+    )
+    hypermodel = BoneHyperModel(config.space, spec)
+    return KerasJob(
+        config=config,
+        train_params=train_params,
+        seed=seed,
+        regions=regions,
+        examples=examples,
+        train=train,
+        val=val,
+        weights=HeadWeights.from_training(train, train_params["class_weight"]),
+        hypermodel=hypermodel,
+    )
+
+
+def train_keras(
+    name: str,
+    params: Mapping[str, Any],
+    labels_path: str | Path,
+    bands_dir: str | Path,
+    outputs: TrainOutputs,
+) -> dict[str, Any]:
+    """Search (if the model has a space), refit the best, predict val+test; return metrics."""
+    import keras
+    import keras_tuner as kt
+    from dvclive import Live
+    from dvclive.keras import DVCLiveCallback
+
+    from bonexray.models.keras.tuning import best_hyperparameters, run_search, runners, trials_table
+
+    if "KERASTUNER_ORACLE_IP" in os.environ:
+        # Keras Tuner would make this process a client of that oracle, not a search.
+        raise RuntimeError(
+            "KERASTUNER_ORACLE_IP is set: unset it; the stage starts its own chief and "
+            f"workers (params.yaml models.{name}.search.workers)"
+        )
+    job = prepare(name, params, labels_path, bands_dir)
+    config, train, val, seed = job.config, job.train, job.val, job.seed
+    train_params = job.train_params
+
+    shutil.rmtree(outputs.model_dir, ignore_errors=True)
+    outputs.model_dir.mkdir(parents=True)
+    tuner_dir = outputs.model_dir / "tuner"
+    started = time.perf_counter()
+    if config.search and config.workers > 1:
+        # Before this process builds a tensor: TensorFlow's runtime, once started, holds
+        # the GPUs' memory that the workers need.
+        spec = {
+            "model": name,
+            "params": params,
+            "labels": str(labels_path),
+            "bands": str(bands_dir),
+        }
+        distributed.run(
+            tuner_dir,
+            spec,
+            config.workers,
+            str(train_params["oracle_address"]),
+            int(train_params["oracle_port"]),
+            seed,
+        )
+    strategy = devices.strategy(train_params["distribution"])
+    train_data, val_data = job.datasets(strategy.num_replicas_in_sync)
+    if config.search:
+        if config.workers > 1:
+            tuner = job.tuner(tuner_dir, overwrite=False)
+            tuner.oracle.reload()  # the trials the chief recorded
+            per_worker = pd.Series(runners(tuner_dir)).value_counts().sort_index()
+            print(f"{name}: trials run per worker: {per_worker.to_dict()}")
+        else:
+            tuner = job.tuner(tuner_dir, distribution_strategy=strategy)
+            run_search(tuner, train_data, val_data, int(config.search["epochs"]), job.patience)
+        best_hp = best_hyperparameters(tuner)
+        trials = trials_table(tuner)
+        print(f"{name}: search took {time.perf_counter() - started:.1f} s")
+    else:
+        best_hp = kt.HyperParameters()
+
+    # The final fit starts from the same RNG state whatever the search consumed.
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    with strategy.scope():
+        model = job.hypermodel.build(best_hp)
+    # Curves of the final fit only: every trial logging into one DVCLive directory would
+    # splice unrelated architectures into one series; the trials table covers the search.
+    live = Live(dir=str(outputs.live_dir), dvcyaml=None, save_dvc_exp=False, report=None)
+    fit_started = time.perf_counter()
+    callbacks = [DVCLiveCallback(live=live)]
+    history = fit(model, train_data, val_data, config.epochs, job.patience, callbacks)
+    fit_seconds = time.perf_counter() - fit_started
+    summary = history_summary(history.history)
+    print(
+        f"{name}: final fit {fit_seconds:.1f} s, "
+        f"{len(train) * summary['epochs_run'] / fit_seconds:.1f} training images/s"
+    )
+    if not config.search:
+        trials = pd.DataFrame(
+            [
+                {
+                    "trial": "fixed",
+                    "status": "COMPLETED",
+                    "score": summary["best_val_loss"],
+                    "best_step": summary["best_epoch"] - 1,
+                    **best_hp.values,
+                }
+            ]
+        )
+
+    model.save(outputs.model_dir / MODEL_FILE)
+    jsonfile.write(outputs.model_dir / "best_hyperparameters.json", best_hp.values, sort_keys=True)
+    trials.to_csv(outputs.model_dir / "trials.csv", index=False)
+    outputs.trials.parent.mkdir(parents=True, exist_ok=True)
+    trials.to_csv(outputs.trials, index=False)
+    batch_size = job.batch_size * strategy.num_replicas_in_sync
+    predictions.write(
+        predict_frame(model, job.examples.to_predict(), job.regions, batch_size),
+        outputs.predictions,
+    )
+    metrics = {
+        **summary,
+        "n_train": len(train),
+        "n_val": len(val),
+        "search_trials": int((trials["status"] == "COMPLETED").sum()) if config.search else 0,
+        "best_hyperparameters": dict(best_hp.values),
+    }
+    jsonfile.write(outputs.metrics, metrics, sort_keys=True)
+    return metrics
