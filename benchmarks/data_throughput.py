@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import pandas as pd
 
-    from bonexray.data import census
+    from bonexray.data import census, imaging
     from bonexray.data.repair import repair
     from bonexray.features.wavelet import FeatureConfig, build
     from bonexray.io.params import load, section
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                 Path(out) / "quarantine.csv",
                 size=int(repair_params["image_size"]),
                 keep_aspect=bool(repair_params["keep_aspect"]),
-                max_image_pixels=section(params, "decode.max_image_pixels"),
+                limits=imaging.Limits.from_params(params),
                 shard_size=int(repair_params["shard_size"]),
                 workers=workers,
             )

@@ -2,7 +2,7 @@
 and decode each one, and write the census table, its metrics and a count plot.
 
 Reads params.yaml `sources` (what to list), `census` (workers, phash_size, draft_size) and
-`decode.max_image_pixels`. One row per file: unreadable, truncated or non-image files are
+`decode` (imaging.Limits). One row per file: unreadable, truncated or non-image files are
 rows with a status and a reason, never skipped.
 """
 

@@ -1,6 +1,6 @@
 """repair stage: census images -> working-size uint8 shards; unusable files -> quarantine.
 
-Reads params: repair, decode.max_image_pixels.
+Reads params: repair, decode (imaging.Limits: the same guards as census and predict).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ def run(args, params) -> None:
     # need only bonexray.data.resize (numpy, PIL), not pandas/pyarrow (~0.5 s each to start).
     import pandas as pd
 
+    from bonexray.data.imaging import Limits
     from bonexray.data.repair import repair
     from bonexray.io import jsonfile
     from bonexray.io.params import section
@@ -28,7 +29,7 @@ def run(args, params) -> None:
         args.quarantine,
         size=int(options["image_size"]),
         keep_aspect=bool(options["keep_aspect"]),
-        max_image_pixels=section(params, "decode.max_image_pixels"),
+        limits=Limits.from_params(params),
         shard_size=int(options["shard_size"]),
         workers=int(options["workers"]),
     )

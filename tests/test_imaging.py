@@ -141,10 +141,16 @@ def test_draft_reports_full_size_and_full_res_rows(corpus, decoded):
 def test_bomb_limit_is_per_call_and_restored(corpus):
     root, _ = corpus
     before = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
-    assert imaging.decode(root / "good.jpg", max_image_pixels=1000).status == "bomb"
+    assert (
+        imaging.decode(root / "good.jpg", limits=imaging.Limits(max_image_pixels=1000)).status
+        == "bomb"
+    )
     assert imaging.decode(root / "truncated.jpg").status == "truncated"
     assert before == (Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES)
-    assert imaging.decode(root / "good.jpg", max_image_pixels=None).status == "ok"
+    assert (
+        imaging.decode(root / "good.jpg", limits=imaging.Limits(max_image_pixels=None)).status
+        == "ok"
+    )
 
 
 def test_missing_path():

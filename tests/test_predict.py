@@ -17,6 +17,7 @@ from PIL import Image
 from tiny_sample import REGIONS, TINY_CONV, params
 
 from bonexray import cli
+from bonexray.data.imaging import Limits
 from bonexray.data.repair import repair
 from bonexray.evaluation import scoring as evaluate
 from bonexray.evaluation import serving
@@ -100,7 +101,7 @@ def build_artifacts(root: Path) -> dict:
         art / "quarantine.csv",
         size=SIZE,
         keep_aspect=True,
-        max_image_pixels=cfg["decode"]["max_image_pixels"],
+        limits=Limits.from_params(cfg),
         root=root,
     )
     features.build(

@@ -19,7 +19,6 @@ from bonexray.data.resize import letterbox_geometry, to_working
 from bonexray.io.shards import ShardReader
 
 SIZE = 64
-MAX_PIXELS = 89_478_485
 
 # ---------------------------------------------------------------------------- to_working
 
@@ -85,7 +84,9 @@ def sample(tmp_path_factory) -> pd.DataFrame:
     Image.fromarray(gradient(300, 150)).save(root / "wide.png")
     rgb = np.stack([gradient(120, 240)] * 3, axis=2)
     Image.fromarray(rgb).save(root / "tall_rgb.jpg", quality=95)
-    Image.fromarray(np.full((80, 80), 65535, dtype=np.uint16)).save(root / "white16.png")
+    half16 = np.zeros((80, 80), dtype=np.uint16)
+    half16[:, 40:] = 65535  # black | white: a blank (constant) image would be refused
+    Image.fromarray(half16).save(root / "half16.png")
     for name, progressive in (("full.jpg", False), ("progressive.jpg", True)):
         Image.fromarray(gradient(256, 256)).save(root / name, quality=95, progressive=progressive)
     for name, cut in (("full.jpg", "truncated.jpg"), ("progressive.jpg", "progressive_cut.jpg")):
@@ -97,7 +98,7 @@ def sample(tmp_path_factory) -> pd.DataFrame:
     images = [
         "wide.png",
         "tall_rgb.jpg",
-        "white16.png",
+        "half16.png",
         "full.jpg",
         "truncated.jpg",
         "progressive_cut.jpg",
@@ -120,7 +121,7 @@ def run_repair(census: pd.DataFrame, out: Path, workers: int = 1, **overrides):
     options = {
         "size": SIZE,
         "keep_aspect": True,
-        "max_image_pixels": MAX_PIXELS,
+        "limits": imaging.Limits(),
         "shard_size": 3,
         "workers": workers,
         **overrides,
@@ -143,7 +144,7 @@ def test_every_image_is_kept_or_quarantined_once(sample, repaired):
     assert kept == {
         "raw/wide.png",
         "raw/tall_rgb.jpg",
-        "raw/white16.png",
+        "raw/half16.png",
         "raw/full.jpg",
         "raw/truncated.jpg",
         "raw/progressive_cut.jpg",
@@ -182,7 +183,8 @@ def test_letterbox_bands_are_black_and_content_is_not(repaired):
     tall = reader[reader.position("raw/tall_rgb.jpg")]  # 120x240 -> content columns 16..47
     assert (tall[:, :16] == 0).all() and (tall[:, 48:] == 0).all()
     assert tall[:, 16:48].min() > 30
-    assert (reader[reader.position("raw/white16.png")] == 255).all()  # 16-bit full range
+    half = reader[reader.position("raw/half16.png")]  # 16-bit full range -> 0 | 255
+    assert (half[:, : SIZE // 4] == 0).all() and (half[:, -SIZE // 4 :] == 255).all()
 
 
 def test_truncated_jpeg_is_repaired_with_zero_filled_rows(repaired):
@@ -222,10 +224,12 @@ def test_bad_files_are_quarantined_with_reasons(repaired):
 
 def test_decompression_bomb_guard_quarantines_large_images(sample, tmp_path):
     census = sample.assign(status="ok")  # as if census had found every file usable
-    metrics, reader, quarantine = run_repair(census, tmp_path, max_image_pixels=100 * 100)
+    metrics, reader, quarantine = run_repair(
+        census, tmp_path, limits=imaging.Limits(max_image_pixels=100 * 100)
+    )
     bombs = quarantine.set_index("id")["status"]
     assert bombs["raw/full.jpg"] == "bomb"  # 256x256 > the limit
-    assert "raw/white16.png" in set(reader.index["id"])  # 80x80 is under it
+    assert "raw/half16.png" in set(reader.index["id"])  # 80x80 is under it
     assert metrics["quarantined_by_reason"]["bomb"] == 5
     assert metrics["usability_changed_since_census"] == metrics["quarantined"] == 8
 
@@ -253,9 +257,9 @@ def test_output_is_bit_reproducible_whatever_the_worker_count(
 
 def test_load_working_is_the_shared_preprocessing(sample):
     path = sample.set_index("id").loc["raw/wide.png", "path"]
-    working = load_working(path, SIZE, True, MAX_PIXELS)
+    working = load_working(path, SIZE, True, imaging.Limits())
     assert working.status == "ok" and working.pixels.shape == (SIZE, SIZE)
-    assert load_working(path + ".missing", SIZE, True, MAX_PIXELS).pixels is None
+    assert load_working(path + ".missing", SIZE, True, imaging.Limits()).pixels is None
 
 
 @pytest.mark.fracatlas

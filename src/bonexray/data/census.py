@@ -5,6 +5,13 @@ listed too (role "unassigned"), so the table never has fewer rows than there are
 Each file is read once: sha256 of its bytes, a full decode (imaging.decode_bytes, JPEGs at
 reduced scale), and a perceptual hash of the decoded image for near-duplicate grouping.
 The table is sorted by id and written so that the same input gives identical bytes.
+
+Two verdicts come from the path alone, before any decode (imaging.REFUSED_BY_CENSUS):
+a name that is not UTF-8 ("bad_name": the id shows the odd bytes as \\xNN, the file is
+still hashed and decoded from its real name) and a symlink that resolves outside its
+source's folder ("outside_link": data from anywhere on the disk, which `dvc add data`
+does not version; not read unless `census.follow_outside_links`). Links into the
+repository's DVC cache are DVC's own (cache type symlink) and are followed.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from bonexray.data.sources import (
     walk_files,
 )
 from bonexray.io import jsonfile
+from bonexray.io.names import display, is_utf8
 from bonexray.io.params import section
 
 UNASSIGNED = "unassigned"  # source and role of files under the data root that no source claims
@@ -80,7 +88,8 @@ class Settings:
     workers: int = 1
     phash_size: int = 8
     draft_size: int | None = 128
-    max_image_pixels: int | None = imaging.DEFAULT_MAX_IMAGE_PIXELS
+    limits: imaging.Limits = imaging.Limits()
+    follow_outside_links: bool = False
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Settings:
@@ -89,13 +98,43 @@ class Settings:
             workers=int(census.get("workers", cls.workers)),
             phash_size=int(census.get("phash_size", cls.phash_size)),
             draft_size=census.get("draft_size", cls.draft_size),
-            max_image_pixels=section(params, "decode.max_image_pixels"),
+            limits=imaging.Limits.from_params(params),
+            follow_outside_links=bool(census.get("follow_outside_links", cls.follow_outside_links)),
         )
 
 
 def file_id(path: str | Path) -> str:
-    """The table key: the path as given, normalised, in posix form."""
-    return os.path.normpath(path).replace(os.sep, "/")  # str ops: called for every file
+    """The table key: the path as given, normalised, in posix form, display-safe."""
+    return display(os.path.normpath(path).replace(os.sep, "/"))  # str ops: called per file
+
+
+def refusal(
+    path: str | Path, root: str | Path | None, trusted: Sequence[str | Path] = ()
+) -> tuple[str, str] | None:
+    """(status, reason) when census refuses a file from its path alone, else None.
+
+    root: the folder of the file's source; a file that resolves outside it (through a file
+    or a directory symlink) is refused unless it resolves into one of ``trusted``. None
+    skips the link check (``census.follow_outside_links``).
+    """
+    if not is_utf8(path):
+        return (
+            "bad_name",
+            "file name is not valid UTF-8 (shown here with \\xNN escapes); rename it, e.g. "
+            "`convmv -f latin1 -t utf8 --notest -r <folder>`, then `dvc add` again",
+        )
+    if root is None:
+        return None
+    target = os.path.realpath(path)
+    allowed = [os.path.realpath(folder) for folder in (root, *trusted)]
+    if any(target == folder or target.startswith(folder + os.sep) for folder in allowed):
+        return None
+    return (
+        "outside_link",
+        f"a symlink to '{display(target)}', outside its source's folder '{display(root)}': "
+        "DVC does not version it there; copy the file in, point the source at the real "
+        "folder, or set census.follow_outside_links: true",
+    )
 
 
 def list_files(adapters: Sequence[Adapter], data_root: str | Path | None) -> list[SourceFile]:
@@ -122,7 +161,7 @@ def list_files(adapters: Sequence[Adapter], data_root: str | Path | None) -> lis
 
 def probe(path: str | Path, settings: Settings) -> dict[str, Any]:
     """The file-level columns of one file: hashes, size and decode verdict. Never raises."""
-    got = imaging.read_bytes(path)
+    got = imaging.read_bytes(path, settings.limits.max_file_bytes)
     if isinstance(got, imaging.Decoded):
         data, decoded = None, got
     else:
@@ -131,7 +170,7 @@ def probe(path: str | Path, settings: Settings) -> dict[str, Any]:
         decoded = imaging.decode_bytes(
             data,
             suffix=Path(path).suffix.lower(),
-            max_image_pixels=settings.max_image_pixels,
+            limits=settings.limits,
             draft=draft,
         )
     phash = None if decoded.gray is None else perceptual_hash(decoded.gray, settings.phash_size)
@@ -175,21 +214,47 @@ def _probed(paths: list[str], settings: Settings) -> Iterator[dict[str, Any]]:
 
 
 def build_table(
-    files: Sequence[SourceFile], settings: Settings, *, progress: bool | None = None
+    files: Sequence[SourceFile],
+    settings: Settings,
+    *,
+    roots: Mapping[str, str | Path] | None = None,
+    trusted: Sequence[str | Path] = (),
+    progress: bool | None = None,
 ) -> pd.DataFrame:
-    """The census table (COLUMNS, sorted by id) for files as listed by list_files()."""
+    """The census table (COLUMNS, sorted by id) for files as listed by list_files().
+
+    roots: source name -> its folder, for the outside-link check (run() passes every
+    source's folder, and the data root for unassigned files); a source not in it, or
+    ``settings.follow_outside_links``, skips that check. trusted: folders links may
+    resolve into (the DVC cache).
+    """
     keyed = sorted(((file_id(f.path), f) for f in files), key=lambda pair: pair[0])
     ids = [key for key, _ in keyed]
     files = [found for _, found in keyed]
+    check_links = roots is not None and not settings.follow_outside_links
+    refusals = [
+        refusal(found.path, roots.get(found.source) if check_links else None, trusted)
+        for found in files
+    ]
+    # Links out of the source are not read; a bad name is still hashed and decoded.
+    opened = iter(
+        _probed(
+            [str(f.path) for f, no in zip(files, refusals, strict=True) if not _unread(no)],
+            settings,
+        )
+    )
     records = tqdm(
-        _probed(ids, settings),
+        (_refused_record(*no) if _unread(no) else next(opened) for no in refusals),
         total=len(ids),
         desc="census",
         unit="file",
         disable=None if progress is None else not progress,
     )
     rows = []
-    for key, found, record in zip(ids, files, records, strict=True):
+    for key, found, record, no in zip(ids, files, records, refusals, strict=True):
+        if no is not None and not _unread(no):
+            decoded = f"the file itself: {record['status']}"
+            record = {**record, "status": no[0], "reason": f"{no[1]}; {decoded}"}
         reason = "; ".join(text for text in (record["reason"], found.note) if text)
         labels = {name: getattr(found, name) for name in LABELS}
         rows.append(
@@ -205,6 +270,21 @@ def build_table(
         )
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     return table.astype(COLUMNS).reset_index(drop=True)
+
+
+def _unread(refused: tuple[str, str] | None) -> bool:
+    return refused is not None and refused[0] == "outside_link"
+
+
+def _refused_record(status: str, reason: str) -> dict[str, Any]:
+    """probe()'s columns for a file census does not open."""
+    return {
+        **dict.fromkeys(("size_bytes", "sha256", "phash", "width", "height", "mode")),
+        **dict.fromkeys(("bit_depth", "format")),
+        "status": status,
+        "reason": reason,
+        "truncated": False,
+    }
 
 
 def summarise(table: pd.DataFrame) -> dict[str, Any]:
@@ -267,8 +347,13 @@ def run(
 ) -> pd.DataFrame:
     """The census table for params.yaml's sources plus unclaimed files under data_root."""
     adapters = adapters_from_params(params, base=base)
-    files = list_files(adapters, None if data_root is None else Path(base) / data_root)
-    return build_table(files, Settings.from_params(params))
+    root = None if data_root is None else Path(base) / data_root
+    files = list_files(adapters, root)
+    roots = {adapter.name: adapter.root for adapter in adapters}
+    if root is not None:
+        roots[UNASSIGNED] = root
+    trusted = [Path(base) / ".dvc" / "cache"]  # DVC's own links (cache type symlink)
+    return build_table(files, Settings.from_params(params), roots=roots, trusted=trusted)
 
 
 def write_outputs(

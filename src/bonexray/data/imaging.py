@@ -15,6 +15,15 @@ Conventions:
 - A truncated file keeps every row that really came from the file; the rest is zero-filled
   and `filled_from_row` says where the fill starts (full-resolution, file row order).
 - The decompression-bomb guard stays on: PIL's warning level counts as a bomb too.
+- Pixel ranges come from the data: 16-bit containers are scaled by their significant bits
+  (PNG sBIT, else the smallest of 8/10/12/14/16 bits that holds the maximum value: a CR
+  export of 12-bit data in a 16-bit PNG is scaled by 4095, not 65535); DICOM by BitsStored
+  unless it carries a window or LUT; float images as they are when within [0, 1], else
+  between their 0.5th and 99.5th percentiles. NaN or infinite pixels are refused.
+- What no radiograph looks like is refused with its own status before it can reach a
+  model: a side below `Limits.min_side` or an aspect ratio above `Limits.max_aspect`
+  (checked on the header, before decoding), and blank images (the 1st to 99th percentile
+  range below `Limits.min_contrast`).
 """
 
 from __future__ import annotations
@@ -24,15 +33,18 @@ import io
 import stat
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from bonexray.io.params import ParamsError, section
 
 # PIL's own default; repeated here so that it does not depend on what other code set globally.
 DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
@@ -50,9 +62,25 @@ STATUSES = MappingProxyType(
         "broken_link": "dangling symlink or symlink loop",
         "no_pixel_data": "DICOM file without PixelData (e.g. a structured report)",
         "unsupported": "a valid file this pipeline refuses (multi-frame, undecodable codec)",
+        "too_large": "file above the decode.max_file_bytes limit; not read",
+        "non_finite": "floating-point pixels that are NaN or infinite",
+        "bad_geometry": "a side below decode.min_side or an aspect ratio above decode.max_aspect",
+        "blank": "constant or near-constant: 1st-99th percentile range below decode.min_contrast",
+        "bad_name": "file name is not valid UTF-8 (census refuses it; rename the file)",
+        "outside_link": "symlink resolving outside its source's folder (see census params)",
     }
 )
 USABLE = frozenset({"ok", "truncated"})
+# Verdicts census gives from the path alone; repair quarantines these without opening them.
+REFUSED_BY_CENSUS = frozenset({"bad_name", "outside_link"})
+# Candidate significant bits of a 16-bit container without sBIT (detector ADCs are 10-16 bit).
+SIGNIFICANT_BITS = (8, 10, 12, 14, 16)
+# Float images outside [0, 1] are stretched between these percentiles (robust to hot pixels).
+FLOAT_PERCENTILES = (0.5, 99.5)
+# Percentiles whose distance measures contrast for the blank test.
+CONTRAST_PERCENTILES = (1.0, 99.0)
+# Pixels sampled (a regular stride) for float percentiles: exact enough, and bounded cost.
+PERCENTILE_SAMPLE = 1 << 20
 
 # Bytes appended after a cut JPEG: no 0xFF (which would start a marker), then an EOI marker.
 # See _find_filled_row for why JPEG needs this.
@@ -63,6 +91,59 @@ _DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
 # PIL's bomb limit and truncated-image switch, and pydicom's validation mode, are module
 # globals: hold this lock while they are changed so that threads never see each other's.
 _SETTINGS_LOCK = threading.RLock()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """params.yaml `decode:`, one guard for census, repair and predict.
+
+    max_image_pixels: decompression-bomb limit (None disables it, as in PIL).
+    max_file_bytes: files above this are not read at all (None: no limit).
+    min_side, max_aspect: smallest side and largest long/short ratio of a plausible film.
+    min_contrast: blank below this 1st-99th percentile range, in [0, 1] units of full scale.
+    """
+
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
+    max_file_bytes: int | None = 1 << 30
+    min_side: int = 16
+    max_aspect: float = 8.0
+    min_contrast: float = 0.02
+
+    def __post_init__(self) -> None:
+        for name in ("max_image_pixels", "max_file_bytes"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ParamsError(
+                    f"decode.{name}: expected a positive integer or null, got {value!r}"
+                )
+        if not isinstance(self.min_side, int) or self.min_side < 1:
+            raise ParamsError(f"decode.min_side: expected an integer >= 1, got {self.min_side!r}")
+        if not self.max_aspect >= 1:
+            raise ParamsError(f"decode.max_aspect: expected a number >= 1, got {self.max_aspect!r}")
+        if not 0 <= self.min_contrast < 1:
+            raise ParamsError(
+                f"decode.min_contrast: expected a number in [0, 1), got {self.min_contrast!r}"
+            )
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> Limits:
+        decode = section(params, "decode")
+        unknown = sorted(set(decode) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ParamsError(f"decode: unknown key(s) {unknown}")
+        return cls(**decode)
+
+    def geometry(self, width: int, height: int) -> str | None:
+        """Why a width x height image is implausible as a radiograph, or None."""
+        short, long = sorted((width, height))
+        if short < self.min_side:
+            return f"{width}x{height} pixels: a side below decode.min_side ({self.min_side})"
+        if long > self.max_aspect * short:
+            return (
+                f"{width}x{height} pixels: aspect ratio {long / short:.1f} above "
+                f"decode.max_aspect ({self.max_aspect:g})"
+            )
+        return None
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,10 +192,11 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(array.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
-def read_bytes(path: str | Path) -> bytes | Decoded:
+def read_bytes(path: str | Path, max_file_bytes: int | None = None) -> bytes | Decoded:
     """The file's bytes, or a Decoded saying why there are none (never raises for a bad path).
 
-    Checks the file type before opening it: opening a FIFO would block forever.
+    Checks the file type before opening it (opening a FIFO would block forever) and its size
+    before reading it (a multi-GB file is not read into memory to learn it is no image).
     """
     path = Path(path)
     try:
@@ -131,6 +213,12 @@ def read_bytes(path: str | Path) -> bytes | Decoded:
         return Decoded("unreadable", f"not a regular file: {_file_kind(info.st_mode)}")
     if info.st_size == 0:
         return Decoded("empty", "zero bytes")
+    if max_file_bytes is not None and info.st_size > max_file_bytes:
+        return Decoded(
+            "too_large",
+            f"{_bytes_text(info.st_size)}, above decode.max_file_bytes "
+            f"({_bytes_text(max_file_bytes)}){_head_remark(path)}",
+        )
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -139,15 +227,12 @@ def read_bytes(path: str | Path) -> bytes | Decoded:
 
 
 def decode(
-    path: str | Path,
-    *,
-    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
-    draft: tuple[int, int] | None = None,
+    path: str | Path, *, limits: Limits = Limits(), draft: tuple[int, int] | None = None
 ) -> Decoded:
     """Fully decode one file to grayscale float32 in [0, 1]. Never raises for a bad file.
 
-    max_image_pixels: decompression-bomb limit for this call (None disables it, as in PIL;
-        the pipeline always passes a number). PIL's global setting is restored afterwards.
+    limits: the bomb, file-size, geometry and contrast guards (params.yaml `decode:`). PIL's
+        global bomb setting is restored afterwards.
     draft: for JPEG, decode at the smallest 1/2, 1/4 or 1/8 scale that keeps at least this
         (width, height). The entropy-coded data is still read to the end, so truncation is
         still detected; the image is then smaller than width x height (which stay full-size,
@@ -157,19 +242,17 @@ def decode(
     Safe to call from several threads (PIL's global switches are set under a lock, which
     serialises PIL decodes within one process); the pipeline uses processes anyway.
     """
-    got = read_bytes(path)
+    got = read_bytes(path, limits.max_file_bytes)
     if isinstance(got, Decoded):
         return got
-    return decode_bytes(
-        got, suffix=Path(path).suffix.lower(), max_image_pixels=max_image_pixels, draft=draft
-    )
+    return decode_bytes(got, suffix=Path(path).suffix.lower(), limits=limits, draft=draft)
 
 
 def decode_bytes(
     data: bytes,
     *,
     suffix: str = "",
-    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+    limits: Limits = Limits(),
     draft: tuple[int, int] | None = None,
 ) -> Decoded:
     """decode() for bytes already read; `suffix` (e.g. '.dcm') only helps spot DICOM."""
@@ -177,10 +260,10 @@ def decode_bytes(
         return Decoded("empty", "zero bytes")
     try:
         if data[128:132] == b"DICM" or suffix in _DICOM_SUFFIXES:
-            return _decode_dicom(
-                data, sniffed=data[128:132] == b"DICM", max_pixels=max_image_pixels
-            )
-        return _decode_pil(data, max_pixels=max_image_pixels, draft=draft)
+            decoded = _decode_dicom(data, sniffed=data[128:132] == b"DICM", limits=limits)
+        else:
+            decoded = _decode_pil(data, limits=limits, draft=draft)
+        return _screen(decoded, limits)
     except MemoryError:
         return Decoded("bomb", "ran out of memory while decoding")
     except Exception as exc:  # the contract is "never raises": any decoder bug becomes a status
@@ -205,7 +288,8 @@ def _pil_settings(max_pixels: int | None, load_truncated: bool = False) -> Itera
             Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
 
 
-def _decode_pil(data: bytes, *, max_pixels: int | None, draft: tuple[int, int] | None) -> Decoded:
+def _decode_pil(data: bytes, *, limits: Limits, draft: tuple[int, int] | None) -> Decoded:
+    max_pixels = limits.max_image_pixels
     try:
         with _pil_settings(max_pixels):
             im = Image.open(io.BytesIO(data))
@@ -230,6 +314,11 @@ def _decode_pil(data: bytes, *, max_pixels: int | None, draft: tuple[int, int] |
             f"multi-frame image ({frames} frames): which one to use is ambiguous",
             **meta,
         )
+    odd_shape = limits.geometry(im.width, im.height)
+    if odd_shape:  # refused on the header: a 1 x 40000 strip is not decoded at all
+        return Decoded("bad_geometry", odd_shape, **meta)
+    if im.format == "PNG" and meta["bit_depth"] == 16:
+        meta["bit_depth"] = _png_significant_bits(data) or 16
 
     try:
         with _pil_settings(max_pixels):
@@ -377,10 +466,12 @@ def _finish(
         reason = f"{reason}; EXIF unreadable, orientation not applied".lstrip("; ")
     if gray.size != stored_size:  # rotated by 90 degrees: report the displayed size
         meta = {**meta, "width": meta["height"], "height": meta["width"]}
+    pixels, bits, note = _gray_pixels(gray, meta["bit_depth"])
+    meta["bit_depth"] = bits
     return Decoded(
         status,
-        reason,
-        _gray_pixels(gray),
+        "; ".join(text for text in (reason, note) if text),
+        pixels,
         truncated=truncated,
         filled_from_row=None if fill_row is None else fill_row * scale,
         **meta,
@@ -405,16 +496,113 @@ def _to_gray(im: Image.Image) -> Image.Image:
     return gray
 
 
-def _gray_pixels(gray: Image.Image) -> np.ndarray:
-    """Decoded.gray: uint8 as decoded for "L", float32 in [0, 1] for deeper modes."""
+def _gray_pixels(gray: Image.Image, bit_depth: int | None) -> tuple[np.ndarray, int | None, str]:
+    """Decoded.gray, its significant bits and a note on how it was scaled.
+
+    uint8 as decoded for "L"; float32 in [0, 1] for deeper modes. A 16-bit container is
+    scaled by its significant bits: `bit_depth` below 16 is the PNG's sBIT; otherwise the
+    smallest of SIGNIFICANT_BITS that holds the maximum value. Float pixels that are NaN or
+    infinite are returned as they are, for _screen to refuse.
+    """
     arr = np.asarray(gray)
     if gray.mode == "L":
-        return arr
-    if gray.mode.startswith("I;16") or (
-        gray.mode == "I" and arr.size and arr.min() >= 0 and arr.max() <= 65535
-    ):  # 16-bit data (PIL may widen it to 32-bit "I")
-        return np.multiply(arr, np.float32(1.0 / 65535), dtype=np.float32)  # one pass
-    return _stretch(arr)
+        return arr, bit_depth, ""
+    high = int(arr.max()) if arr.size and arr.dtype.kind in "iu" else None
+    if gray.mode.startswith("I;16") or (high is not None and arr.min() >= 0 and high <= 65535):
+        # 16-bit data (PIL may widen it to 32-bit "I")
+        if bit_depth is not None and bit_depth < 16:
+            bits, why = bit_depth, "PNG sBIT"
+        else:
+            bits = next(b for b in SIGNIFICANT_BITS if high < 1 << b)
+            why = f"largest value {high}"
+        full = (1 << bits) - 1
+        pixels = np.multiply(arr, np.float32(1.0 / full), dtype=np.float32)  # one pass
+        if high > full:  # an sBIT that understates the data: clip, and say so
+            np.minimum(pixels, 1.0, out=pixels)
+            why += f", but values up to {high} (clipped)"
+        note = "" if bits == 16 else f"16-bit container holding {bits}-bit data ({why})"
+        return pixels, bits, note
+    values = arr.astype(np.float32, copy=False)
+    if not np.isfinite(values).all():
+        return values, bit_depth, ""
+    low, high_value = float(values.min()), float(values.max())
+    if low >= 0.0 and high_value <= 1.0:  # a float image already on the [0, 1] scale
+        return values, bit_depth, ""
+    return (
+        _robust_stretch(values),
+        bit_depth,
+        f"values {low:g}..{high_value:g} without a fixed range: stretched between the "
+        f"{FLOAT_PERCENTILES[0]:g}th and {FLOAT_PERCENTILES[1]:g}th percentiles",
+    )
+
+
+def _png_significant_bits(data: bytes) -> int | None:
+    """The PNG sBIT chunk's (first) significant-bits value, or None (PIL does not read it)."""
+    offset = 8  # after the signature; sBIT must come before the first IDAT
+    while offset + 8 <= len(data):
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        kind = data[offset + 4 : offset + 8]
+        if kind == b"sBIT" and length >= 1 and offset + 9 <= len(data):
+            bits = data[offset + 8]
+            return bits if 1 <= bits <= 16 else None
+        if kind in (b"IDAT", b"IEND"):
+            return None
+        offset += 12 + length
+    return None
+
+
+def _sampled(values: np.ndarray) -> np.ndarray:
+    """A regular subsample of at most PERCENTILE_SAMPLE pixels (deterministic)."""
+    flat = values.reshape(-1)
+    return flat[:: max(1, flat.size // PERCENTILE_SAMPLE)]
+
+
+def _robust_stretch(values: np.ndarray) -> np.ndarray:
+    """Linear map of FLOAT_PERCENTILES to [0, 1], clipped; min-max when those coincide."""
+    low, high = np.percentile(_sampled(values), FLOAT_PERCENTILES)
+    if high <= low:
+        return _stretch(values)
+    return np.clip((values - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+def _percentile_levels(gray: np.ndarray) -> tuple[float, float]:
+    """CONTRAST_PERCENTILES of a decoded image, in [0, 1] units of full scale."""
+    if gray.dtype == np.uint8:  # exact, from the histogram
+        cumulative = np.cumsum(np.bincount(gray.reshape(-1), minlength=256))
+        ranks = [q / 100 * (cumulative[-1] - 1) for q in CONTRAST_PERCENTILES]
+        low, high = (int(np.searchsorted(cumulative, rank, side="right")) for rank in ranks)
+        return low / 255, high / 255
+    low, high = np.percentile(_sampled(gray), CONTRAST_PERCENTILES)
+    return float(low), float(high)
+
+
+def _screen(decoded: Decoded, limits: Limits) -> Decoded:
+    """Refuse usable decodes that hold no radiograph: NaN/inf pixels, blank images."""
+    gray = decoded.gray
+    if gray is None:
+        return decoded
+    if gray.dtype.kind == "f" and not np.isfinite(gray).all():
+        nan = int(np.isnan(gray).sum())
+        inf = int(np.isinf(gray).sum())
+        return replace(
+            decoded,
+            status="non_finite",
+            reason=f"{nan} NaN and {inf} infinite pixel values of {gray.size}",
+            gray=None,
+        )
+    low, high = _percentile_levels(gray)
+    if high - low < limits.min_contrast:
+        what = "constant image" if float(gray.min()) == float(gray.max()) else "near-constant image"
+        return replace(
+            decoded,
+            status="blank",
+            reason=(
+                f"{what}: 98% of pixels between {low:.3f} and {high:.3f} of full scale, "
+                f"a range below decode.min_contrast ({limits.min_contrast:g})"
+            ),
+            gray=None,
+        )
+    return decoded
 
 
 def _looks_truncated(exc: BaseException) -> bool:
@@ -457,12 +645,12 @@ def dicom_reading() -> Iterator[None]:
             config.settings.reading_validation_mode = saved
 
 
-def _decode_dicom(data: bytes, *, sniffed: bool, max_pixels: int | None) -> Decoded:
+def _decode_dicom(data: bytes, *, sniffed: bool, limits: Limits) -> Decoded:
     with dicom_reading():
-        return _decode_dicom_dataset(data, sniffed=sniffed, max_pixels=max_pixels)
+        return _decode_dicom_dataset(data, sniffed=sniffed, limits=limits)
 
 
-def _decode_dicom_dataset(data: bytes, *, sniffed: bool, max_pixels: int | None) -> Decoded:
+def _decode_dicom_dataset(data: bytes, *, sniffed: bool, limits: Limits) -> Decoded:
     import pydicom
     from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 
@@ -470,7 +658,7 @@ def _decode_dicom_dataset(data: bytes, *, sniffed: bool, max_pixels: int | None)
         ds = pydicom.dcmread(io.BytesIO(data), force=not sniffed)
     except Exception as exc:
         if not sniffed:  # only the extension said DICOM: let PIL have a go
-            return _decode_pil(data, max_pixels=max_pixels, draft=None)
+            return _decode_pil(data, limits=limits, draft=None)
         return Decoded("corrupt", f"DICOM header unreadable: {_exc_text(exc)}", format="DICOM")
 
     photometric = str(ds.get("PhotometricInterpretation", "")) or None
@@ -491,12 +679,16 @@ def _decode_dicom_dataset(data: bytes, *, sniffed: bool, max_pixels: int | None)
         return Decoded(
             "unsupported", f"multi-frame DICOM ({frames} frames) is not supported", **meta
         )
+    max_pixels = limits.max_image_pixels
     if max_pixels is not None and rows and cols and int(rows) * int(cols) > max_pixels:
         return Decoded(
             "bomb",
             f"DICOM declares {int(cols)}x{int(rows)} pixels, above the {max_pixels} limit",
             **meta,
         )
+    odd_shape = rows and cols and limits.geometry(int(cols), int(rows))
+    if odd_shape:
+        return Decoded("bad_geometry", odd_shape, **meta)
     try:
         pixels = ds.pixel_array
     except Exception as exc:
@@ -514,12 +706,36 @@ def _decode_dicom_dataset(data: bytes, *, sniffed: bool, max_pixels: int | None)
         pixels = apply_color_lut(pixels, ds)
     if pixels.ndim == 3:  # colour DICOM (pydicom already converted YBR to RGB)
         pixels = pixels[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    elif _stored_values_are_display(ds, pixels):
+        # No window, LUT or rescale: BitsStored is the range, so exposure is kept.
+        full = (1 << int(bits)) - 1
+        array = np.clip(pixels.astype(np.float32) * np.float32(1.0 / full), 0.0, 1.0)
+        return Decoded("ok", "", _inverted(array, photometric), **meta)
     else:
         pixels = apply_voi_lut(apply_modality_lut(pixels, ds), ds)
-    array = _stretch(pixels)
-    if photometric == "MONOCHROME1":  # low values are white in MONOCHROME1
-        array = 1.0 - array
-    return Decoded("ok", "", array.astype(np.float32), **meta)
+    pixels = np.asarray(pixels, dtype=np.float32)
+    if not np.isfinite(pixels).all():
+        return Decoded("ok", "", pixels, **meta)  # _screen refuses it, with the counts
+    return Decoded("ok", "", _inverted(_stretch(pixels), photometric), **meta)
+
+
+def _stored_values_are_display(ds: Any, pixels: np.ndarray) -> bool:
+    """Whether unsigned stored values map to grey by BitsStored alone (no LUT, window, rescale)."""
+    return (
+        pixels.dtype.kind == "u"
+        and bool(ds.get("BitsStored"))
+        and not any(
+            tag in ds
+            for tag in ("WindowCenter", "VOILUTSequence", "ModalityLUTSequence", "RescaleType")
+        )
+        and float(ds.get("RescaleSlope", 1) or 1) == 1
+        and float(ds.get("RescaleIntercept", 0) or 0) == 0
+    )
+
+
+def _inverted(array: np.ndarray, photometric: str | None) -> np.ndarray:
+    """MONOCHROME1 stores low values as white: invert so that bone is always bright."""
+    return (1.0 - array).astype(np.float32) if photometric == "MONOCHROME1" else array
 
 
 def _stretch(values: np.ndarray) -> np.ndarray:
@@ -535,6 +751,8 @@ def _stretch(values: np.ndarray) -> np.ndarray:
 
 
 def _sniff_non_image(data: bytes) -> str:
+    if not data[:_TEXT_SNIFF_BYTES].strip(b"\0") and data.count(0) == len(data):
+        return "every byte is zero (a pre-allocated, wiped or never-written file)"
     head = data[:_TEXT_SNIFF_BYTES].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head or b"<body" in head:
         return "HTML page, not an image (e.g. an error or login page saved under an image name)"
@@ -545,6 +763,23 @@ def _sniff_non_image(data: bytes) -> str:
     except UnicodeDecodeError:
         return f"unrecognised binary format (starts with {data[:8].hex()})"
     return "text file, not an image"
+
+
+def _bytes_text(count: int) -> str:
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} bytes"
+
+
+def _head_remark(path: Path) -> str:
+    """What the first bytes of a file too large to read say (e.g. that they are all zero)."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(64 << 10)
+    except OSError:
+        return ""
+    return "; its first 64 kB are all zero bytes" if head and not head.strip(b"\0") else ""
 
 
 def _file_kind(mode: int) -> str:

@@ -47,10 +47,10 @@ CHUNK_SIZE = 16
 
 
 def _results(
-    paths: list[str], size: int, keep_aspect: bool, max_image_pixels: int | None, workers: int
+    paths: list[str], size: int, keep_aspect: bool, limits: imaging.Limits, workers: int
 ) -> Iterator[Working]:
     """load_working() of each path, in order; in a process pool when workers > 1 and it pays."""
-    args = (paths, repeat(size), repeat(keep_aspect), repeat(max_image_pixels))
+    args = (paths, repeat(size), repeat(keep_aspect), repeat(limits))
     if workers <= 1 or len(paths) < MIN_IMAGES_FOR_POOL:
         yield from map(load_working, *args)
         return
@@ -68,7 +68,7 @@ def repair(
     *,
     size: int,
     keep_aspect: bool,
-    max_image_pixels: int | None,
+    limits: imaging.Limits,
     shard_size: int = 2048,
     workers: int = 1,
     root: str | Path = ".",
@@ -82,14 +82,16 @@ def repair(
     missing = {"id", "path", "source", "role"} - set(census.columns)
     if missing:
         raise ConfigError(f"census: missing columns {sorted(missing)}")
-    images = census.loc[census["role"] == "image", ["id", "path", "source"]]
-    images = images.reset_index(drop=True)
-    if "status" in census.columns:
-        census_usable = census.loc[census["role"] == "image", "status"].isin(imaging.USABLE)
-        census_usable = census_usable.to_numpy()
+    columns = ["id", "path", "source"] + [c for c in ("status", "reason") if c in census]
+    images = census.loc[census["role"] == "image", columns].reset_index(drop=True)
+    if "status" in images.columns:
+        census_usable = images["status"].isin(imaging.USABLE).to_numpy()
+        # Census refused these from their path alone (a name that is not UTF-8, a link out
+        # of the source): they are not opened here either, and keep census's reason.
+        refused = images["status"].isin(imaging.REFUSED_BY_CENSUS).to_numpy()
     else:
-        census_usable = None
-    paths = [str(Path(root) / p) for p in images["path"]]
+        census_usable, refused = None, np.zeros(len(images), dtype=bool)
+    paths = [str(Path(root) / p) for p in images.loc[~refused, "path"]]
 
     writer = ShardWriter(
         out_dir,
@@ -109,13 +111,12 @@ def repair(
     decode_status: Counter[str] = Counter()
     zero_filled_rows = 0
     changed_since_census = 0
-    progress = tqdm(
-        _results(paths, size, keep_aspect, max_image_pixels, workers),
-        total=len(paths),
-        desc="repair",
-        unit="img",
-        disable=None,
+    opened = iter(_results(paths, size, keep_aspect, limits, workers))
+    records = (
+        Working(item.status, item.reason, None, None, None, None) if skip else next(opened)
+        for item, skip in zip(images.itertuples(index=False), refused, strict=True)
     )
+    progress = tqdm(records, total=len(images), desc="repair", unit="img", disable=None)
     for k, (item, record) in enumerate(zip(images.itertuples(index=False), progress, strict=True)):
         decode_status[record.status] += 1
         usable = record.pixels is not None

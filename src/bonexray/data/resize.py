@@ -90,16 +90,14 @@ def to_working(gray: np.ndarray, size: int, keep_aspect: bool = True) -> np.ndar
     return canvas
 
 
-def load_working(
-    path: str | Path, size: int, keep_aspect: bool, max_image_pixels: int | None
-) -> Working:
+def load_working(path: str | Path, size: int, keep_aspect: bool, limits: imaging.Limits) -> Working:
     """Decode one file and bring it to the working size; never raises for a bad file.
 
     JPEGs are decoded at the smallest DCT scale (1/2, 1/4, 1/8) that still covers the
     working size: the scaled inverse DCT keeps only the low frequencies, so it is itself an
     anti-aliased downscale, and LANCZOS then has a quarter (or less) of the pixels to filter.
     """
-    decoded = imaging.decode(path, max_image_pixels=max_image_pixels, draft=(size, size))
+    decoded = imaging.decode(path, limits=limits, draft=(size, size))
     pixels = to_working(decoded.gray, size, keep_aspect) if decoded.usable else None
     return Working(
         decoded.status,

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from bonexray.data.imaging import Limits
 from bonexray.data.resize import load_working
 from bonexray.data.sources.base import is_sidecar, walk_files
 from bonexray.errors import ConfigError
@@ -98,7 +99,7 @@ class Preprocessing:
     family: Family
     size: int  # repair.image_size
     keep_aspect: bool
-    max_image_pixels: int | None
+    limits: Limits  # params.yaml decode: the guards census and repair applied
     features: FeatureConfig
     item_shape: tuple[int, ...]  # of one model input (bands or vector), from the shard meta
     mean: np.ndarray | None  # per-channel band standardisation (Keras models only)
@@ -139,7 +140,7 @@ class Preprocessing:
             family=family,
             size=size,
             keep_aspect=keep_aspect,
-            max_image_pixels=section(params, "decode.max_image_pixels"),
+            limits=Limits.from_params(params),
             features=config,
             item_shape=tuple(meta["item_shape"]),
             mean=np.asarray(meta["mean"], np.float64) if family.features == "bands" else None,
@@ -290,7 +291,7 @@ class Predictor:
                 item.path,
                 self.preprocessing.size,
                 self.preprocessing.keep_aspect,
-                self.preprocessing.max_image_pixels,
+                self.preprocessing.limits,
             )
             if working.pixels is None:
                 errors.append(f"{working.status}: {working.reason}")

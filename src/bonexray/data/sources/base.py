@@ -138,8 +138,10 @@ def is_sidecar(path: Path) -> bool:
 def walk_files(root: Path) -> Iterator[Path]:
     """Every non-directory entry under root, in sorted order, without reading any file.
 
-    Symlinked directories are followed (a user may link a large download into data/), each
-    real directory once, so a directory symlink loop ends the descent instead of recursing.
+    Symlinked directories are followed, each real directory once, so a directory symlink
+    loop ends the descent instead of recursing; census then refuses what they hold when it
+    lies outside the source's folder, unless `census.follow_outside_links` (a user may link
+    a large download into data/ on purpose).
     Entries that cannot be classified (symlink loops, unreadable directories) are yielded
     as files so that census reports them rather than losing them.
     """
