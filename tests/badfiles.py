@@ -7,6 +7,7 @@ in the repository, deterministic bytes.
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import struct
@@ -16,8 +17,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-MAX_PIXELS = 89_478_485  # PIL's default guard, as params.yaml uses
 
 
 @dataclass(frozen=True)
@@ -184,7 +183,87 @@ def build(root: Path) -> dict[str, BadFile]:
     files += [BadFile(n, "broken_link", "loop") for n in ("loop_a.jpg", "loop_b.jpg")]
     (root / "dangling.png").symlink_to("gone/nowhere.png")
     files.append(BadFile("dangling.png", "broken_link", "dangling"))
+
+    # Pixel ranges: what the data holds, not what the container could hold.
+    twelve = (texture(64, 48).astype(np.uint16) * 16).clip(0, 4095)  # 12-bit values, max 4095
+    add(
+        "twelve_bit_sbit.png",
+        png_with_sbit(encode(Image.fromarray(twelve), "PNG"), 12),
+        "ok",
+        "12-bit data (PNG sBIT)",
+    )
+    add("twelve_bit.png", encode(Image.fromarray(twelve), "PNG"), "ok", "12-bit data (largest")
+    add("twelve_bit.tif", encode(Image.fromarray(twelve), "TIFF"), "ok", "12-bit data (largest")
+    flat = texture(64, 48).astype(np.float32)
+    add("float_unit.tif", encode(Image.fromarray(flat / 255), "TIFF"), "ok")
+    add("float_hu.tif", encode(Image.fromarray(flat * 8 - 1000), "TIFF"), "ok", "percentiles")
+    holes = flat / 255
+    holes[3, 5], holes[10, 7] = np.nan, np.inf
+    add(
+        "float_nan_inf.tif",
+        encode(Image.fromarray(holes), "TIFF"),
+        "non_finite",
+        "1 NaN and 1 infinite",
+    )
+
+    # No image content: blank films, a zero-filled file.
+    add(
+        "all_black.png",
+        encode(Image.fromarray(np.zeros((64, 64), np.uint8)), "PNG"),
+        "blank",
+        "constant image",
+    )
+    white = Image.fromarray(np.full((64, 64), 255, np.uint8)).convert("RGB")
+    add("all_white.jpg", encode(white, "JPEG", quality=90), "blank", "constant")
+    labelled = np.full((100, 100), 250, np.uint8)
+    labelled[2:5, 2:5] = 0  # a tiny marker: 0.09% of the pixels
+    add("white_with_marker.png", encode(Image.fromarray(labelled), "PNG"), "blank", "near-constant")
+    add("zeros.jpg", bytes(100_000), "not_image", "every byte is zero")
+
+    # Implausible geometry, refused on the header (1 x 40000 is never decoded).
+    strip = np.zeros((1, 40000), np.uint8)
+    add("strip_1x40000.png", encode(Image.fromarray(strip), "PNG"), "bad_geometry", "a side below")
+    add(
+        "strip_40000x1.png", encode(Image.fromarray(strip.T), "PNG"), "bad_geometry", "a side below"
+    )
+    add(
+        "narrow.png",
+        encode(Image.fromarray(texture(400, 20)), "PNG"),
+        "bad_geometry",
+        "aspect ratio 20.0",
+    )
+    add(
+        "thumb_8px.jpg",
+        encode(Image.fromarray(texture(8, 8)), "JPEG"),
+        "bad_geometry",
+        "a side below",
+    )
+
+    # More containers that must not pass as images.
+    add("archive.png", gzip.compress(png, mtime=0), "not_image", "unrecognised binary")
+    frames = [Image.fromarray(texture(32, 32, seed=k)) for k in range(3)]
+    gif = io.BytesIO()
+    frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:])
+    add("animated.gif", gif.getvalue(), "unsupported", "multi-frame")
+    add("bomb.jpg", jpeg_header_only(40_000, 40_000), "bomb", "decompression bomb")
     return {f.name: f for f in files}
+
+
+def png_with_sbit(png: bytes, bits: int) -> bytes:
+    """The PNG with an sBIT chunk (significant bits of the grey channel) after IHDR."""
+    payload = bytes([bits])
+    body = b"sBIT" + payload
+    chunk = struct.pack(">I", 1) + body + struct.pack(">I", zlib.crc32(body))
+    end_of_ihdr = 8 + 8 + 13 + 4  # signature, IHDR length+type, IHDR data, CRC
+    return png[:end_of_ihdr] + chunk + png[end_of_ihdr:]
+
+
+def jpeg_header_only(width: int, height: int) -> bytes:
+    """A real small JPEG whose SOF0 header is rewritten to declare width x height."""
+    data = bytearray(encode(Image.fromarray(texture(16, 16)), "JPEG"))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
 
 
 def regular_entries(root: Path) -> list[str]:

@@ -186,3 +186,72 @@ def test_perceptual_hash_stays_close_to_full_resolution_phash():
         reference = str(imagehash.phash(Image.fromarray(full)))
         apart.append(_bits_apart(census.perceptual_hash(draft, 8), reference))
     assert np.mean(apart) <= 1.5 and max(apart) <= 6
+
+
+@pytest.fixture(scope="module")
+def linked(tmp_path_factory) -> Path:
+    """A repository whose source holds a non-UTF-8 name and links inside and outside it."""
+    root = tmp_path_factory.mktemp("linked")
+    src = root / "data" / "src"
+    badfiles.tiny_png(src / "ok.png")
+    badfiles.tiny_png(Path(os.fsdecode(bytes(src / "latin1_") + b"\xe9.png")))  # latin-1 e-acute
+    badfiles.tiny_png(root / "elsewhere" / "x.png")
+    badfiles.tiny_png(root / "elsewhere_dir" / "y.png")
+    cached = root / ".dvc" / "cache" / "files" / "md5" / "ab" / "cdef"  # no suffix, as DVC's
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes((src / "ok.png").read_bytes())
+    (src / "inside.png").symlink_to("ok.png")
+    (src / "outside.png").symlink_to("../../elsewhere/x.png")
+    (src / "linked_dir").symlink_to("../../elsewhere_dir")
+    (src / "cached.png").symlink_to("../../.dvc/cache/files/md5/ab/cdef")  # DVC's symlink cache
+    (root / "data" / "stray.png").symlink_to("../elsewhere/x.png")  # unassigned, also outside
+    return root
+
+
+def linked_census(root: Path, **census_options) -> pd.DataFrame:
+    params = census_params(src={"kind": "folder", "path": "data/src"})
+    params["census"].update(census_options)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        return census.run(params).set_index("id")
+
+
+def test_names_that_are_not_utf8_are_kept_with_a_display_id(linked, tmp_path):
+    rows = linked_census(linked)
+    row = rows.loc["data/src/latin1_\\xe9.png"]
+    assert row["status"] == "bad_name" and "not valid UTF-8" in row["reason"]
+    assert "the file itself: ok" in row["reason"]  # still read from its real name
+    real = Path(os.fsdecode(bytes(linked / "data/src/latin1_") + b"\xe9.png"))
+    assert row["sha256"] == hashlib.sha256(real.read_bytes()).hexdigest()
+    census.write_outputs(rows.reset_index(), tmp_path / "c.parquet")  # pyarrow takes it
+    assert "data/src/latin1_\\xe9.png" in set(pd.read_parquet(tmp_path / "c.parquet")["id"])
+
+
+def test_links_out_of_the_source_are_refused_unread(linked):
+    rows = linked_census(linked)
+    refused = ["data/src/outside.png", "data/src/linked_dir/y.png", "data/stray.png"]
+    assert (rows.loc[refused, "status"] == "outside_link").all()
+    assert rows.loc[refused, "sha256"].isna().all()  # never read
+    assert "elsewhere" in rows.loc["data/src/outside.png", "reason"]
+    assert "census.follow_outside_links" in rows.loc["data/src/outside.png", "reason"]
+    followed = ["data/src/ok.png", "data/src/inside.png", "data/src/cached.png"]
+    assert (rows.loc[followed, "status"] == "ok").all()
+    allowed = linked_census(linked, follow_outside_links=True)
+    assert (allowed.loc[refused, "status"] == "ok").all()
+
+
+def test_repair_quarantines_census_refusals_without_opening(linked, tmp_path):
+    from bonexray.data.repair import repair
+
+    table = linked_census(linked).reset_index()
+    table["role"] = "image"
+    metrics = repair(
+        table, tmp_path / "repair", tmp_path / "q.csv", size=32, keep_aspect=True,
+        limits=imaging.Limits(), root=linked,
+    )  # fmt: skip
+    quarantine = pd.read_csv(tmp_path / "q.csv").set_index("id")
+    for status in ("bad_name", "outside_link"):
+        ids = table.loc[table["status"] == status, "id"]
+        assert (quarantine.loc[ids, "status"] == status).all()  # not "missing"
+        assert (quarantine.loc[ids, "reason"] == table.set_index("id").loc[ids, "reason"]).all()
+    assert metrics["quarantined_by_reason"] == {"bad_name": 1, "outside_link": 3}

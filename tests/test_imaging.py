@@ -15,6 +15,7 @@ from paths import FRACATLAS
 from PIL import Image, ImageFile
 
 from bonexray.data import imaging
+from bonexray.io.params import ParamsError
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +30,56 @@ def decoded(corpus) -> dict[str, imaging.Decoded]:
     return {name: imaging.decode(root / name) for name in files}
 
 
-def test_corpus_covers_at_least_twelve_bad_kinds(corpus):
+def test_corpus_covers_at_least_thirty_kinds(corpus):
     _, files = corpus
-    assert len({f.status for f in files.values()} - {"ok"}) >= 8
-    assert len(files) >= 12
+    assert len({f.status for f in files.values()} - {"ok"}) >= 12
+    assert len(files) >= 30
+
+
+def test_no_usable_image_is_blank_or_black(decoded):
+    """What passes the decoder has content: never an image silently reduced to zeros."""
+    limits = imaging.Limits()
+    for name, got in decoded.items():
+        if got.usable:
+            low, high = np.percentile(got.array, [1, 99])
+            assert high - low >= limits.min_contrast, name
+
+
+def test_16_bit_container_scaled_by_its_significant_bits(decoded):
+    for name in ("twelve_bit_sbit.png", "twelve_bit.png", "twelve_bit.tif"):
+        got = decoded[name]
+        assert got.bit_depth == 12, name
+        # texture() * 16 peaks at 3808 of 4095: bright, not 3808 / 65535 = 0.06
+        assert got.array.max() == pytest.approx(3808 / 4095, abs=1e-6), name
+    assert decoded["gray16.png"].bit_depth == 16 and decoded["gray16.png"].array.max() == 1.0
+
+
+def test_float_images_kept_or_stretched_never_zeroed(decoded):
+    unit = decoded["float_unit.tif"]
+    assert unit.array.max() == pytest.approx(238 / 255, abs=1e-6)  # already on [0, 1]: as is
+    hu = decoded["float_hu.tif"]
+    assert hu.array.min() == 0.0 and hu.array.max() == 1.0
+    assert decoded["float_nan_inf.tif"].gray is None
+
+
+def test_limits_from_params_are_checked():
+    limits = imaging.Limits.from_params({"decode": {"min_side": 32, "max_aspect": 4}})
+    assert limits.geometry(31, 100) and limits.geometry(40, 200) and not limits.geometry(40, 160)
+    for bad in ({"min_side": 0}, {"max_aspect": 0.5}, {"min_contrast": 1.5}, {"sides": 3}):
+        with pytest.raises(ParamsError, match="decode"):
+            imaging.Limits.from_params({"decode": bad})
+
+
+def test_file_too_large_is_refused_unread(tmp_path, corpus):
+    root, _ = corpus
+    small = imaging.Limits(max_file_bytes=1000)
+    got = imaging.decode(root / "good.jpg", limits=small)
+    assert got.status == "too_large" and "above decode.max_file_bytes" in got.reason
+    sparse = tmp_path / "sparse.jpg"  # 3 GB of zeros that take no disk space
+    with sparse.open("wb") as handle:
+        handle.truncate(3 << 30)
+    got = imaging.decode(sparse)
+    assert got.status == "too_large" and "first 64 kB are all zero" in got.reason
 
 
 def test_status_and_reason(corpus, decoded):
