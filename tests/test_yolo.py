@@ -12,6 +12,7 @@ from PIL import Image
 
 from bonexray.data import census
 from bonexray.data.sources import SourceConfigError, SourceWarning, adapters_from_params
+from bonexray.data.sources.yolo import label_path
 
 NAMES = [
     "elbow positive",
@@ -189,3 +190,39 @@ def test_bad_options_name_the_source(options, message):
     with pytest.raises(SourceConfigError, match="sources.rf") as caught:
         adapters_from_params({"sources": {"rf": spec}})
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("image", "label"),
+    [
+        ("train/images/a.jpg", "train/labels/a.txt"),
+        ("images/train/a.b.png", "labels/train/a.b.txt"),  # Ultralytics' own layout
+        ("images/x/images/a.png", "images/x/labels/a.txt"),  # only the last one
+        ("flat/a.png", "flat/a.txt"),  # no images folder: the label sits beside the image
+    ],
+)
+def test_label_path_follows_ultralytics(image, label):
+    assert label_path(Path(image)) == Path(label)
+
+
+@pytest.mark.parametrize(
+    ("name", "fracture", "region"),
+    [
+        ("elbow positive", 1, "elbow"),
+        ("fingers positive", 1, "fingers"),
+        ("forearm fracture", 1, "forearm"),
+        ("Shoulder Fracture", 1, "shoulder"),
+        ("fracture", 1, None),
+        # a fracture all the same; "displaced" is no region: the taxonomy reads it as unknown
+        # and relabel labels the image, as for any name it does not know
+        ("Non-displaced fracture", 1, "displaced"),
+        ("Not Fractured", 0, None),
+        ("wrist_negative", 0, "wrist"),
+        ("no-fracture", 0, None),
+        ("abnormal", None, None),  # MURA's sense: not necessarily a fracture
+    ],
+)
+def test_default_class_mapping(name, fracture, region):
+    (adapter,) = adapters_from_params({"sources": {"rf": {"kind": "yolo", "path": "."}}})
+    assert adapter.first_match(adapter.fracture_patterns, name) == fracture
+    assert adapter.region_of(name) == region
