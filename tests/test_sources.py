@@ -192,7 +192,7 @@ def test_bad_source_config_names_the_source(spec, message):
 
 
 def test_registry_kinds():
-    assert set(REGISTRY) == {"folder", "mura", "fracatlas", "dicom"}
+    assert set(REGISTRY) == {"folder", "mura", "fracatlas", "dicom", "yolo"}
     assert all(cls.kind == kind for kind, cls in REGISTRY.items())
 
 

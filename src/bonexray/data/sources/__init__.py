@@ -23,12 +23,14 @@ from bonexray.data.sources.dicom import DicomAdapter
 from bonexray.data.sources.folder import FolderAdapter
 from bonexray.data.sources.fracatlas import FracAtlasAdapter
 from bonexray.data.sources.mura import MuraAdapter
+from bonexray.data.sources.yolo import YoloAdapter
 
 REGISTRY: dict[str, type[Adapter]] = {
     "folder": FolderAdapter,
     "mura": MuraAdapter,
     "fracatlas": FracAtlasAdapter,
     "dicom": DicomAdapter,
+    "yolo": YoloAdapter,
 }
 
 __all__ = [
