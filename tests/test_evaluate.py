@@ -20,6 +20,7 @@ from bonexray.evaluation import scoring as evaluate
 from bonexray.io import predictions
 from bonexray.io.labels import read_labels
 from bonexray.io.shards import ShardWriter
+from bonexray.reporting import report
 
 REGIONS = ["hand", "elbow", "shoulder", "hip", "leg"]
 MODELS = ["cnn_rnn_nas", "cnn_nas", "cnn", "rf"]
@@ -387,3 +388,88 @@ def test_best_model_is_chosen_on_validation():
     scores = evaluate.evaluate_all(labels, preds, REGIONS, settings(bootstrap=10))
     assert evaluate.best_model(scores, MODELS) == "cnn_rnn_nas"
     assert not math.isnan(scores["rf"].selection_score)
+
+
+def test_fracture_auroc_with_and_without_hardware(tmp_path: Path, capsys):
+    """Perfect on test images with hardware, ties (AUROC 0.5) on those without, and wrong
+    on those whose flag is unknown, which belong to neither group."""
+    labels = fabricate_labels()
+    rng = np.random.default_rng(5)
+    labels["hardware"] = pd.array(rng.choice([1, 0, None], len(labels)), dtype="Int8")
+    fractured = labels["fracture"].fillna(0).astype(int)
+    p = np.where(labels["hardware"].fillna(-1) == 1, 0.2 + 0.6 * fractured, 0.5)
+    p = np.where(labels["hardware"].isna(), 0.8 - 0.6 * fractured, p)
+    preds = fabricate_predictions(labels, 2.0, seed=0)
+    preds["p_fracture"] = pd.Series(p, index=labels["id"]).loc[preds["id"]].to_numpy()
+    labels.to_parquet(tmp_path / "labels.parquet")
+    labels = read_labels(tmp_path / "labels.parquet", REGIONS)
+    assert labels["hardware"].dtype == "Int8"
+    scores = evaluate.evaluate_all(labels, {"cnn": preds}, REGIONS, settings(bootstrap=50))
+
+    frac = scores["cnn"].metrics["fracture"]
+    test = labels[
+        (labels["split"] == "test")
+        & (labels["label_source"] != "excluded")
+        & labels["fracture"].notna()
+    ]
+    expected = {"with_hardware": (1, 1.0), "without_hardware": (0, 0.5)}
+    assert set(frac["auroc_by_hardware"]) == set(expected)
+    for side, (flag, auroc) in expected.items():
+        group = frac["auroc_by_hardware"][side]
+        rows = test[test["hardware"] == flag]
+        assert (group["n"], group["n_positive"]) == (len(rows), int(rows["fracture"].sum()))
+        assert group["auroc"] == pytest.approx(auroc)
+        assert group["auroc_ci_low"] == pytest.approx(auroc)
+        assert group["auroc_ci_high"] == pytest.approx(auroc)
+    assert frac["n"] == len(test)  # the overall score still counts every test image
+
+    flat = evaluate.compare_table(scores)
+    assert flat["cnn.fracture_auroc_with_hardware"] == 1.0
+    assert flat["cnn.fracture_auroc_without_hardware"] == 0.5
+    assert flat["baseline_chance.fracture_auroc_without_hardware"] == 0.5
+    assert (
+        flat["test_set.fracture_n_with_hardware"] == frac["auroc_by_hardware"]["with_hardware"]["n"]
+    )
+    table = evaluate.compare_frame(flat)
+    assert list(table.columns) == [*evaluate.COMPARE_KEYS, *evaluate.FLAG_COMPARE_KEYS]
+    (tmp_path / "compare.json").write_text(json.dumps(flat))
+    assert cli.main(["compare", "--metrics", str(tmp_path / "compare.json")]) == 0
+    assert "AUROC no hw" in capsys.readouterr().out
+    html = report.flag_tables(scores)
+    assert "with and without hardware" in html and "<td>1.000 [1.000, 1.000]</td>" in html
+
+    # No test image with the flag (as on the embedded sample): no key, no column.
+    labels.loc[labels["split"] == "test", "hardware"] = pd.NA
+    bare = evaluate.evaluate_all(labels, {"cnn": preds}, REGIONS, settings(bootstrap=10))
+    assert "auroc_by_hardware" not in bare["cnn"].metrics["fracture"]
+    flat = evaluate.compare_table(bare)
+    assert not any("hardware" in key for key in flat)
+    assert list(evaluate.compare_frame(flat).columns) == list(evaluate.COMPARE_KEYS)
+    assert report.flag_tables(bare) == ""
+
+    labels.loc[0, "hardware"] = 2
+    labels.to_parquet(tmp_path / "labels.parquet")
+    with pytest.raises(ValueError, match=r"unexpected hardware values \[2\]"):
+        read_labels(tmp_path / "labels.parquet", REGIONS)
+
+
+def test_hardware_auroc_is_undefined_when_every_such_image_is_fractured():
+    """As on FracAtlas' test split: the group lacks a negative, so AUROC and CI are null."""
+    rows = pd.DataFrame(
+        {
+            "fracture": pd.array([1, 1, 1, 0, 0], dtype="Int8"),
+            "hardware": pd.array([1, 1, 0, 0, None], dtype="Int8"),
+            "p_fracture": [0.9, 0.2, 0.7, 0.3, 0.8],
+        }
+    )
+    breakdown = evaluate.rounded(evaluate.flag_breakdown(rows, "hardware", settings()))
+    assert breakdown["with_hardware"] == {
+        "n": 2,
+        "n_positive": 2,
+        "auroc": None,
+        "auroc_ci_low": None,
+        "auroc_ci_high": None,
+        "auroc_ci_resamples": 0,
+    }
+    assert breakdown["without_hardware"]["auroc"] == 1.0
+    assert breakdown["without_hardware"]["n"] == 2

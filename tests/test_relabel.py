@@ -73,11 +73,12 @@ def synthetic(tmp_path: Path, seed: int = 0) -> tuple[pd.DataFrame, ShardReader,
                 hint, source = tax.resolve(raw)
                 rows.append({"id": f"data/{split}/{region}{k}.png", "split": split,
                              "region_hint": hint, "region_source": source,
-                             "fracture": int(k % 2)})  # fmt: skip
+                             "fracture": int(k % 2), "hardware": [1, 0, None][k % 3]})  # fmt: skip
                 images.append(draw(region, rng))
                 truth.append(region)
     split = pd.DataFrame(rows)
     split["fracture"] = split["fracture"].astype("Int8")
+    split["hardware"] = split["hardware"].astype("Int8")
     split["region_hint"] = split["region_hint"].astype("string")
     with ShardWriter(tmp_path / "repair", (SIZE, SIZE), np.uint8, shard_size=64) as writer:
         for item_id, image in zip(split["id"], images, strict=True):
@@ -137,6 +138,7 @@ def test_known_regions_are_kept_and_synonyms_mapped_without_the_model(run):
     assert (labels.loc[known, "region_confidence"] == 1.0).all()
     assert labels.loc[known, "label_source"].tolist() == split.loc[known, "region_source"].tolist()
     assert labels["fracture"].tolist() == split["fracture"].tolist()
+    assert labels["hardware"].equals(split["hardware"])  # carried for evaluate's breakdown
 
 
 def test_candidates_are_labelled_or_excluded_with_a_reason(run):
@@ -224,10 +226,11 @@ def test_stage_script_writes_every_output(tmp_path):
     )  # fmt: skip
     labels = pd.read_parquet(tmp_path / "labels.parquet")
     assert list(labels.columns) == [
-        "id", "split", "region", "label_source", "region_confidence", "fracture", "excluded_reason",
+        "id", "split", "region", "label_source", "region_confidence", "fracture", "hardware",
+        "excluded_reason",
     ]  # fmt: skip
     assert len(labels) == len(split)
-    assert str(labels["fracture"].dtype) == "Int8"
+    assert str(labels["fracture"].dtype) == "Int8" and str(labels["hardware"].dtype) == "Int8"
     model = keras.saving.load_model(tmp_path / "relabel" / R.MODEL_FILE)
     assert model.output_shape == (None, len(REGIONS))
     excluded = pd.read_csv(tmp_path / "relabel" / R.EXCLUDED_FILE)

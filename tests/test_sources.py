@@ -10,6 +10,7 @@ import badfiles
 import pytest
 from paths import FRACATLAS
 
+from bonexray.data import census
 from bonexray.data.datasets import FRACATLAS as FRACATLAS_DATASET
 from bonexray.data.datasets import MURA, SYNTH_README_TITLE, SYNTHETIC_SAMPLE
 from bonexray.data.sources import (
@@ -146,6 +147,46 @@ def test_fracatlas_reports_missing_and_unlisted(tmp_path):
     assert len(adapter.problems) == 2
 
 
+def test_fracatlas_hardware_multiscan_and_views(tmp_path):
+    """The hardware and multiscan flags reach SourceFile and the census table (Int8), a
+    CSV without those columns reads them as unknown, and view joins the set view flags."""
+    rows = [  # hand leg hip shoulder mixed hardware multiscan fractured count F L O
+        "IMG01.jpg,1,0,0,0,0,1,0,1,1,1,0,0",  # implant, fractured, frontal
+        "IMG02.jpg,0,1,0,0,0,0,1,0,0,1,1,0",  # two films on one: frontal+lateral
+        "IMG03.jpg,0,1,0,0,0,0,0,0,0,1,0,1",
+    ]
+    (tmp_path / "dataset.csv").write_text(badfiles.CSV_HEADER + "\n".join(rows) + "\n")
+    for name, folder in (("IMG01", "Fractured"), ("IMG02", "Non_fractured")):
+        badfiles.tiny_png(tmp_path / "images" / folder / f"{name}.jpg")
+    badfiles.tiny_png(tmp_path / "images" / "Non_fractured" / "IMG03.jpg")
+    found, adapter = scan(tmp_path, "fracatlas")
+
+    def flags(name, folder):
+        f = found[f"images/{folder}/{name}.jpg"]
+        return f.hardware, f.multiscan, f.view
+
+    assert flags("IMG01", "Fractured") == (1, 0, "frontal")
+    assert flags("IMG02", "Non_fractured") == (0, 1, "frontal+lateral")
+    assert flags("IMG03", "Non_fractured") == (0, 0, "frontal+oblique")
+    assert adapter.problems == []
+
+    table = census.build_table(census.list_files([adapter], None), census.Settings())
+    assert str(table["hardware"].dtype) == "Int8" and str(table["multiscan"].dtype) == "Int8"
+    images = table[table["role"] == "image"].set_index("id")
+    assert images["hardware"].tolist() == [1, 0, 0]
+    assert images["multiscan"].tolist() == [0, 1, 0]
+    assert table.loc[table["role"] == "sidecar", "hardware"].isna().all()
+
+    # A trimmed CSV without the two columns: unknown, not 0, and no complaint.
+    (tmp_path / "dataset.csv").write_text(
+        "image_id,hand,leg,hip,shoulder,mixed,fractured,frontal,lateral,oblique\n"
+        "IMG01.jpg,1,0,0,0,0,1,1,0,0\n"
+    )
+    found, adapter = scan(tmp_path, "fracatlas")
+    assert flags("IMG01", "Fractured") == (None, None, "frontal")
+    assert found["images/Non_fractured/IMG02.jpg"].hardware is None  # not in the CSV
+
+
 def test_fracatlas_csv_without_required_columns(tmp_path):
     (tmp_path / "dataset.csv").write_text("image_id,hand\nIMG01.jpg,1\n")
     (adapter,) = adapters_from_params(
@@ -224,6 +265,9 @@ def test_real_fracatlas_counts():
     }.items():
         assert (counts[(region, 0)], counts[(region, 1)]) == (healthy, fractured), region
     assert counts[("mixed", 0)] + counts[("mixed", 1)] == 394
+    hardware = Counter((f.hardware, f.fracture) for f in images)
+    assert (hardware[(1, 1)], hardware[(1, 0)]) == (97, 2)  # implants go with fractures
+    assert sum(f.multiscan == 1 for f in images) == 396
     assert adapter.problems == []
     assert found["dataset.csv"].role == "sidecar"
 

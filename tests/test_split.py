@@ -63,6 +63,7 @@ def random_images(n: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
                 dtype="string",
             ),
             "fracture": pd.array(rng.choice([1, 0], n, p=[0.3, 0.7]), dtype="Int8"),
+            "hardware": pd.array(rng.choice([1, 0, None], n), dtype="Int8"),
             "patient_id": pd.array([None] * n, dtype="string"),
             "study_id": pd.array([None] * n, dtype="string"),
         }
@@ -93,6 +94,9 @@ def test_fractions_are_respected():
     assert counts["val"] == pytest.approx(200, abs=15)
     assert counts["test"] == pytest.approx(200, abs=15)
     assert metrics["counts"] == {s: int(counts[s]) for s in ("train", "val", "test")}
+    census = random_images(1000)[0].set_index("id")["hardware"]  # carried for evaluate
+    assert table["hardware"].dtype == "Int8"
+    assert table.set_index("id")["hardware"].equals(census.loc[table["id"]])
     assert list(table.columns) == [
         "id",
         "split",
@@ -100,6 +104,7 @@ def test_fractions_are_respected():
         "region_hint",
         "region_source",
         "fracture",
+        "hardware",
         "stratum",
     ]
 

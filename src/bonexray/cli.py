@@ -109,13 +109,17 @@ def _run_compare(args: argparse.Namespace) -> int:
         "fracture_specificity": "spec",
         "fracture_ece": "ECE",
         "fracture_ece_uncalibrated": "raw ECE",
+        # Only where some test image has the flag (FracAtlas' hardware).
+        "fracture_auroc_with_hardware": "AUROC hw",
+        "fracture_auroc_without_hardware": "AUROC no hw",
     }
     print(
         f"test split of {args.metrics} (region n={flat.get('test_set.region_n')}, "
         f"fracture n={flat.get('test_set.fracture_n')}, "
         f"{flat.get('test_set.fracture_positive')} fractured)"
     )
-    print(table[list(shown)].rename(columns=shown).to_string(float_format="{:.3f}".format))
+    columns = [c for c in shown if c in table.columns]
+    print(table[columns].rename(columns=shown).to_string(float_format="{:.3f}".format))
     return 0
 
 

@@ -72,13 +72,25 @@ COLUMNS: dict[str, str] = {
     "study_id": "string",
     "split_hint": "string",
     "view": "string",
+    "hardware": "Int8",
+    "multiscan": "Int8",
 }
 # phash shrinks the image to (4 * hash_size)^2 with LANCZOS. Box-reducing it by an integer
 # factor first, leaving LANCZOS at least this factor, makes that ~2.5x cheaper; on FracAtlas
 # the hash moves by 0.5 of 64 bits on average (the draft-scale decode alone moves it as
 # much from a full-resolution phash).
 PHASH_REDUCING_GAP = 2.0
-LABELS = ("region_raw", "fracture", "abnormal", "patient_id", "study_id", "split_hint", "view")
+LABELS = (
+    "region_raw",
+    "fracture",
+    "abnormal",
+    "patient_id",
+    "study_id",
+    "split_hint",
+    "view",
+    "hardware",
+    "multiscan",
+)
 
 
 @dataclass(frozen=True)

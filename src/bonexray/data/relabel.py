@@ -32,16 +32,15 @@ from bonexray.io.shards import ShardReader
 
 KNOWN_SOURCES = ("original", "synonym")
 CANDIDATE_SOURCES = ("missing", "ambiguous", "unknown")
-SPLIT_COLUMNS = ("id", "split", "region_hint", "region_source", "fracture")
+SPLIT_COLUMNS = ("id", "split", "region_hint", "region_source", "fracture", "hardware")
 MODEL_FILE = "base_model.keras"
 EXCLUDED_FILE = "excluded.csv"
 
 
 @dataclass
 class RelabelResult:
-    labels: (
-        pd.DataFrame
-    )  # id, split, region, label_source, region_confidence, fracture, excluded_reason
+    # id, split, region, label_source, region_confidence, fracture, hardware, excluded_reason
+    labels: pd.DataFrame
     excluded: pd.DataFrame  # id, split, region_source, reason, best_guess, confidence
     metrics: dict[str, Any]
     model: keras.Model
@@ -137,6 +136,7 @@ def relabel(
             "label_source": split["region_source"].where(known).to_numpy(dtype=object),
             "region_confidence": np.where(known, 1.0, np.nan),
             "fracture": pd.array(split["fracture"], dtype="Int8"),
+            "hardware": pd.array(split["hardware"], dtype="Int8"),
             "excluded_reason": pd.array([pd.NA] * len(split), dtype="string"),
         }
     )

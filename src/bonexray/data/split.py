@@ -50,6 +50,7 @@ CENSUS_COLUMNS = (
     "phash",
     "region_raw",
     "fracture",
+    "hardware",
     "patient_id",
     "study_id",
 )
@@ -338,9 +339,10 @@ def make_split(
                 {"id": frame["id"], "split": pd.Series(split, dtype="string"), "group": groups}
             ),
             labels,
+            frame["hardware"].astype("Int8"),  # carried to labels.parquet for evaluate
         ],
         axis=1,
-    )[["id", "split", "group", "region_hint", "region_source", "fracture", "stratum"]]
+    )[["id", "split", "group", "region_hint", "region_source", "fracture", "hardware", "stratum"]]
 
     used_splits = [s for s in SPLITS if (split == s).any()]
     presence = pd.crosstab(table["stratum"], table["split"])

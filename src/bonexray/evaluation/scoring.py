@@ -7,7 +7,11 @@ VAL and applied unchanged to test. Which rows count:
 - region: rows with a region from a source in ``evaluate.score_region_sources`` (default
   original and synonym). Model-assigned regions are left out by default because the
   relabel model produced them: scoring against them would reward agreeing with it;
-- fracture: rows with a known fracture label.
+- fracture: rows with a known fracture label; per flag of io.labels.FLAG_COLUMNS
+  (hardware: an implant in the image), the fracture AUROC is also given on the test rows
+  with and without it, where it is known (``auroc_by_hardware``; the key is left out when
+  no test image has the flag). FracAtlas' implants go with fractures, so a model can score
+  by spotting metal: the AUROC without hardware is the one free of that shortcut.
 
 Calibration (``evaluate.calibration``: platt | temperature | none): each model's two heads
 are rescaled (calibration.py: a temperature per head, and with platt a bias for the
@@ -46,7 +50,7 @@ from bonexray.evaluation import metrics, serving
 from bonexray.evaluation.calibration import METHODS as CALIBRATION_METHODS
 from bonexray.evaluation.calibration import Temperatures
 from bonexray.io import jsonfile, predictions
-from bonexray.io.labels import LABEL_COLUMNS
+from bonexray.io.labels import FLAG_COLUMNS, LABEL_COLUMNS, with_flags
 from bonexray.io.params import ParamsError, section
 from bonexray.models.interface import family_of
 
@@ -74,6 +78,13 @@ COMPARE_KEYS = {
     "region_ece": ("region", "ece"),
     "region_ece_uncalibrated": ("region", "ece_uncalibrated"),
     "region_temperature": ("region", "temperature"),
+}
+# compare.json keys present only where some test image has the flag -> path in the
+# model's metrics["fracture"].
+FLAG_COMPARE_KEYS = {
+    f"fracture_auroc_{side}_{flag}": (f"auroc_by_{flag}", f"{side}_{flag}", "auroc")
+    for flag in FLAG_COLUMNS
+    for side in ("with", "without")
 }
 
 
@@ -147,7 +158,9 @@ def attach_labels(labels: pd.DataFrame, preds: pd.DataFrame, name: str) -> pd.Da
         raise ConfigError(
             f"{name}: no prediction for {len(absent)} val/test images, e.g. {absent.iloc[0]!r}"
         )
-    return scored[list(LABEL_COLUMNS)].merge(preds.drop(columns="split"), on="id", how="left")
+    return with_flags(scored)[[*LABEL_COLUMNS, *FLAG_COLUMNS]].merge(
+        preds.drop(columns="split"), on="id", how="left"
+    )
 
 
 @dataclass
@@ -173,6 +186,33 @@ def _region_rows(frame: pd.DataFrame, sources: Sequence[str]) -> pd.DataFrame:
 
 def _fracture_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["fracture"].notna()]
+
+
+def auroc_summary(y: pd.Series, p: pd.Series, settings: Settings) -> dict[str, Any]:
+    """n, positives, fracture AUROC and its bootstrap CI over the rows given."""
+    ci = metrics.bootstrap_auroc_ci(y, p, settings.bootstrap, settings.seed)
+    return {
+        "n": int(y.size),
+        "n_positive": int(y.sum()),
+        "auroc": metrics.auroc(y, p),
+        "auroc_ci_low": ci.low,
+        "auroc_ci_high": ci.high,
+        "auroc_ci_resamples": ci.resamples_used,
+    }
+
+
+def flag_breakdown(
+    frac_rows: pd.DataFrame, flag: str, settings: Settings
+) -> dict[str, dict[str, Any]] | None:
+    """auroc_summary on the rows with the flag set and on those with it clear, where it is
+    known; None when it is known for none of them."""
+    known = frac_rows[frac_rows[flag].notna()]
+    if known.empty:
+        return None
+    return {
+        f"{side}_{flag}": auroc_summary(rows["fracture"].astype(int), rows["p_fracture"], settings)
+        for side, rows in (("with", known[known[flag] == 1]), ("without", known[known[flag] == 0]))
+    }
 
 
 def _mean_defined(*values: float) -> float:
@@ -244,7 +284,6 @@ def score(
         settings.target_sensitivity,
     )
     sensitivity, specificity = metrics.sensitivity_specificity(y, p, point.threshold)
-    ci = metrics.bootstrap_auroc_ci(y, p, settings.bootstrap, settings.seed)
     calibration_table = metrics.calibration_bins(y, p, settings.calibration_bins)
     raw_calibration = metrics.calibration_bins(y, raw_p, settings.calibration_bins)
     by_region_rows = _region_rows(frac_test, settings.score_region_sources)
@@ -281,12 +320,7 @@ def score(
             "ece_uncalibrated": metrics.top_label_ece(region_y, raw_region, bins),
         },
         "fracture": {
-            "n": int(y.size),
-            "n_positive": int(y.sum()),
-            "auroc": metrics.auroc(y, p),
-            "auroc_ci_low": ci.low,
-            "auroc_ci_high": ci.high,
-            "auroc_ci_resamples": ci.resamples_used,
+            **auroc_summary(y, p, settings),
             "average_precision": metrics.average_precision(y, p),
             "threshold": point.threshold,
             "val_sensitivity": point.sensitivity,
@@ -305,6 +339,10 @@ def score(
         },
         "selection": {"val_region_macro_f1": val_f1, "val_fracture_auroc": val_auroc},
     }
+    for flag in FLAG_COLUMNS:
+        breakdown = flag_breakdown(frac_test, flag, settings)
+        if breakdown is not None:
+            result["fracture"][f"auroc_by_{flag}"] = breakdown
     test["predicted_fracture"] = (test["p_fracture"] >= point.threshold).astype(int)
     return Scores(
         name=name,
@@ -450,21 +488,32 @@ def compare_table(scores: Mapping[str, Scores]) -> dict[str, Any]:
     for name, result in scores.items():
         for key, (group, metric) in COMPARE_KEYS.items():
             flat[f"{name}.{key}"] = result.metrics[group][metric]
+        fracture = result.metrics["fracture"]
+        for key, (breakdown, side, metric) in FLAG_COMPARE_KEYS.items():
+            if breakdown in fracture:
+                flat[f"{name}.{key}"] = fracture[breakdown][side][metric]
     any_result = next(iter(scores.values()))
+    fracture = any_result.metrics["fracture"]
     flat["test_set.region_n"] = any_result.metrics["region"]["n"]
-    flat["test_set.fracture_n"] = any_result.metrics["fracture"]["n"]
-    flat["test_set.fracture_positive"] = any_result.metrics["fracture"]["n_positive"]
+    flat["test_set.fracture_n"] = fracture["n"]
+    flat["test_set.fracture_positive"] = fracture["n_positive"]
+    for flag in FLAG_COLUMNS:
+        for side, counts in fracture.get(f"auroc_by_{flag}", {}).items():
+            flat[f"test_set.fracture_n_{side}"] = counts["n"]
+            flat[f"test_set.fracture_positive_{side}"] = counts["n_positive"]
     return rounded(flat)
 
 
 def compare_frame(flat: Mapping[str, Any]) -> pd.DataFrame:
-    """compare.json (flat) as a table: one row per model and baseline, COMPARE_KEYS columns."""
+    """compare.json (flat) as a table: one row per model and baseline, COMPARE_KEYS columns
+    and the FLAG_COMPARE_KEYS that it holds."""
     rows: dict[str, dict[str, Any]] = {}
     for key, value in flat.items():
         name, metric = key.split(".", 1)
-        if metric in COMPARE_KEYS:
+        if metric in COMPARE_KEYS or metric in FLAG_COMPARE_KEYS:
             rows.setdefault(name, {})[metric] = value
-    return pd.DataFrame.from_dict(rows, orient="index", columns=list(COMPARE_KEYS))
+    held = [key for key in FLAG_COMPARE_KEYS if any(key in row for row in rows.values())]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=[*COMPARE_KEYS, *held])
 
 
 def write_metrics(

@@ -23,6 +23,7 @@ from plotly.subplots import make_subplots
 
 from bonexray.errors import ConfigError
 from bonexray.evaluation.scoring import COMPARE_KEYS, Scores, Settings, best_model
+from bonexray.io.labels import FLAG_COLUMNS
 from bonexray.io.shards import ShardReader
 
 BASELINE_COLOUR = "#9e9e9e"
@@ -468,6 +469,40 @@ def summary_table(scores: Mapping[str, Scores], models: Sequence[str]) -> str:
     return _table(frame, best)
 
 
+def flag_tables(scores: Mapping[str, Scores]) -> str:
+    """Per flag (hardware), fracture AUROC [95% CI] on test images with and without it;
+    nothing where no test image has the flag."""
+    parts = []
+    for flag in FLAG_COLUMNS:
+        key = f"auroc_by_{flag}"
+        held = {
+            name: r.metrics["fracture"][key]
+            for name, r in scores.items()
+            if key in r.metrics["fracture"]
+        }
+        if not held:
+            continue
+        columns = {}
+        for side in (f"with_{flag}", f"without_{flag}"):
+            first = next(iter(held.values()))[side]
+            title = f"{side.replace('_', ' ')} (n {first['n']}, {first['n_positive']} fractured)"
+            columns[title] = {
+                name: f"{_cell(g[side]['auroc'])} [{_cell(g[side]['auroc_ci_low'])}, "
+                f"{_cell(g[side]['auroc_ci_high'])}]"
+                for name, g in held.items()
+            }
+        frame = pd.DataFrame(columns)
+        frame.index.name = "fracture AUROC [95% CI]"
+        parts.append(
+            f"<h3>Fracture AUROC with and without {html.escape(flag)}</h3>"
+            f"<p>Where the {html.escape(flag)} flag is known. In FracAtlas implants go with "
+            "fractures, so a model can score by spotting metal: the AUROC without it is free "
+            "of that shortcut; with it, the AUROC is undefined (–) when every such test image "
+            f"is fractured.</p>{_table(frame)}"
+        )
+    return "".join(parts)
+
+
 def _examples_html(examples: Sequence[Example], model: str) -> str:
     if not examples:
         return "<p class=muted>No test images available.</p>"
@@ -561,7 +596,7 @@ def render(
         f"<h2>Data provenance</h2><ul>{provenance_items}</ul>"
         "<section id=summary><h2>Summary (test set)</h2>"
         f"<p>{html.escape(settings_note(settings))}</p>"
-        f"{summary_table(scores, models)}</section>"
+        f"{summary_table(scores, models)}{flag_tables(scores)}</section>"
         f"{''.join(sections)}</body></html>\n"
     )
 

@@ -56,8 +56,10 @@ class SourceWarning(UserWarning):
 class SourceFile:
     """One file found under a source root, with the labels its layout or metadata gives.
 
-    Labels are raw: region_raw is canonicalised later by the taxonomy. fracture and
-    abnormal are 1/0/None. `note` is the adapter's remark about this file, if any (it is
+    Labels are raw: region_raw is canonicalised later by the taxonomy. fracture, abnormal,
+    hardware (an implant or other metal in the image) and multiscan (several radiographs on
+    one film) are 1/0/None; view names the projections present, "+"-joined (e.g.
+    "frontal+lateral"). `note` is the adapter's remark about this file, if any (it is
     appended to census's reason column), e.g. "listed in dataset.csv but missing on disk".
     """
 
@@ -71,6 +73,8 @@ class SourceFile:
     study_id: str | None = None
     split_hint: str | None = None
     view: str | None = None
+    hardware: int | None = None
+    multiscan: int | None = None
     note: str | None = None
 
 

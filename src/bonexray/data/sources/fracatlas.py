@@ -2,8 +2,12 @@
 
 - region_raw: the one of hand/leg/hip/shoulder that is set; "mixed" when the `mixed` flag is
   set or when several or none are (the taxonomy treats "mixed" as ambiguous).
-- fracture from `fractured`; view from frontal/lateral/oblique ("frontal+lateral" when the
-  image holds several views).
+- fracture from `fractured`; view from frontal/lateral/oblique, the set flags "+"-joined in
+  that order ("frontal+lateral" when the image holds several views; None when none is set).
+- hardware (an implant or other metal in the image) and multiscan (several radiographs on
+  one film) from their flags, None when a trimmed CSV lacks the column. Implants go with
+  fractures (97 of the 99 images with hardware are fractured), which is why evaluate
+  breaks the fracture AUROC down by hardware.
 - A CSV row whose image is missing is still yielded (at the path it should have) with a
   note, and an image without a CSV row is yielded with its folder's fracture label and a
   note: both are also reported as warnings. Nothing is dropped silently.
@@ -34,6 +38,7 @@ from bonexray.data.taxonomy import normalise_token
 REGION_FLAGS = ("hand", "leg", "hip", "shoulder")
 VIEW_FLAGS = ("frontal", "lateral", "oblique")
 REQUIRED = ("image_id", "mixed", "fractured", *REGION_FLAGS, *VIEW_FLAGS)
+OPTIONAL = ("hardware", "multiscan")  # read as unknown (None) when the CSV lacks them
 FOLDER_FRACTURE = {"fractured": 1, "non_fractured": 0}
 # normalised names (taxonomy.normalise_token): "Fracture Split" -> fracture_split
 METADATA_FOLDERS = frozenset({"annotations", "utilities", "fracture_split"})
@@ -85,9 +90,11 @@ class FracAtlasAdapter(Adapter):
         try:
             with open(path, newline="") as handle:
                 reader = csv.DictReader(handle)
-                absent = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+                columns = reader.fieldnames or []
+                absent = [c for c in REQUIRED if c not in columns]
                 if absent:
                     raise SourceConfigError(f"sources.{self.name}: {path} lacks columns {absent}")
+                present = [c for c in OPTIONAL if c in columns]
                 table = list(reader)
         except OSError as exc:
             raise SourceConfigError(f"sources.{self.name}: cannot read {path}: {exc}") from None
@@ -97,7 +104,9 @@ class FracAtlasAdapter(Adapter):
             if image_id in rows:
                 self.report(f"{path.name} line {line}: duplicate image_id {image_id}, first kept")
                 continue
-            rows[image_id] = {flag: self.flag(row[flag], path.name, line) for flag in REQUIRED[1:]}
+            rows[image_id] = {flag: None for flag in OPTIONAL} | {
+                flag: self.flag(row[flag], path.name, line) for flag in (*REQUIRED[1:], *present)
+            }
         return rows
 
     def flag(self, value: str | None, csv_name: str, line: int) -> int | None:
@@ -120,4 +129,6 @@ class FracAtlasAdapter(Adapter):
             "region_raw": regions[0] if len(regions) == 1 and row["mixed"] != 1 else "mixed",
             "fracture": row["fractured"],
             "view": "+".join(views) or None,
+            "hardware": row["hardware"],
+            "multiscan": row["multiscan"],
         }
