@@ -42,7 +42,7 @@ EXPORT = {
 
 def write_image(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
+    pixels = np.arange(256, dtype=np.uint8).reshape(16, 16)  # min_side: a plausible film
     Image.fromarray(pixels, mode="L").save(path)
 
 
