@@ -13,9 +13,9 @@ from pathlib import Path
 from bonexray.data.taxonomy import Taxonomy
 from bonexray.evaluation import ood, scoring, serving
 from bonexray.io import stage
+from bonexray.io.labels import read_labels
 from bonexray.io.params import section
 from bonexray.io.shards import ShardReader
-from bonexray.io.labels import read_labels
 from bonexray.models.interface import model_names
 
 
@@ -29,7 +29,8 @@ def run(args, params) -> None:
     scoring.write_plots(scores, models, args.plots)
     best = scoring.best_model(scores, models)
     val_pass = float(section(params, "evaluate.ood_val_pass"))
-    reference = ood.fit_on_shards(ShardReader(args.images), labels, val_pass)
+    floor = float(section(params, "evaluate.ood_min_threshold"))
+    reference = ood.fit_on_shards(ShardReader(args.images), labels, val_pass, floor)
     records = scoring.serving_records(scores, models, regions, settings, reference)
     serving.write(records, best, args.serving)
     for name in scores:

@@ -68,6 +68,7 @@ PARAMS = {
         "report_examples": 12,
         "score_region_sources": ["original", "synonym"],
         "ood_val_pass": 0.99,
+        "ood_min_threshold": 3.0,
     },
 }
 

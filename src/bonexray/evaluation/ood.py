@@ -3,7 +3,8 @@
 A few intensity statistics of the image content (the working image without its letterbox
 padding, at the size the models see), each standardised with the train split's mean and
 std; the score is the largest |z|. The threshold is the ``val_pass`` quantile of the val
-split's scores, so that share of in-distribution images passes by construction. The
+split's scores, so that share of in-distribution images passes by construction, but never
+below ``min_threshold`` (a small val set's quantile is too tight to trust). The
 evaluate stage fits it (``fit_on_shards``) and stores it in every serving record; predict
 withholds an image scoring above it. The statistics are simple on purpose: they catch
 inputs that are not radiographs of the training kind (noise, a photo of a screen, a
@@ -60,7 +61,8 @@ class Reference:
     mean: tuple[float, ...]
     std: tuple[float, ...]  # floored at STD_FLOOR
     threshold: float  # score > threshold -> out of distribution
-    val_pass: float  # the share of val images at or below the threshold
+    val_pass: float  # the quantile of the val scores the threshold is (unless floored)
+    min_threshold: float  # the floor
     n_train: int
     n_val: int
 
@@ -83,7 +85,7 @@ class Reference:
         return cls(**values)
 
 
-def fit(train: np.ndarray, val: np.ndarray, val_pass: float) -> Reference:
+def fit(train: np.ndarray, val: np.ndarray, val_pass: float, min_threshold: float) -> Reference:
     """Reference from (n, len(FEATURES)) statistics of the train and val images."""
     if not 0 < val_pass <= 1:
         raise ConfigError(f"params.yaml evaluate.ood_val_pass: must be in (0, 1], got {val_pass}")
@@ -94,20 +96,23 @@ def fit(train: np.ndarray, val: np.ndarray, val_pass: float) -> Reference:
         )
     mean = train.mean(axis=0)
     std = np.maximum(train.std(axis=0), STD_FLOOR)
-    partial = Reference(FEATURES, tuple(mean), tuple(std), np.inf, val_pass, len(train), len(val))
-    threshold = float(np.quantile(partial.score(val), val_pass))
+    partial = Reference(FEATURES, tuple(mean), tuple(std), np.inf, val_pass, 0.0, 0, 0)
+    threshold = max(float(np.quantile(partial.score(val), val_pass)), float(min_threshold))
     return Reference(
         FEATURES,
         tuple(float(m) for m in mean),
         tuple(float(s) for s in std),
         threshold,
         float(val_pass),
+        float(min_threshold),
         len(train),
         len(val),
     )
 
 
-def fit_on_shards(images: ShardReader, labels: pd.DataFrame, val_pass: float) -> Reference:
+def fit_on_shards(
+    images: ShardReader, labels: pd.DataFrame, val_pass: float, min_threshold: float
+) -> Reference:
     """Reference from the repair stage's working images of the labels' train and val rows."""
     images.require(labels["id"], "the labels' ids")
     size, keep_aspect = int(images.meta["size"]), bool(images.meta["keep_aspect"])
@@ -125,4 +130,4 @@ def fit_on_shards(images: ShardReader, labels: pd.DataFrame, val_pass: float) ->
         ):
             rows += [statistics(w, boxes[start + k]) for k, w in enumerate(batch)]
         found[split] = np.array(rows).reshape(-1, len(FEATURES))
-    return fit(found["train"], found["val"], val_pass)
+    return fit(found["train"], found["val"], val_pass, min_threshold)
