@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +19,13 @@ from tiny_sample import REGIONS, TINY_CONV, params
 
 from bonexray import cli
 from bonexray.data.repair import repair
-from bonexray.evaluation import scoring as evaluate
 from bonexray.evaluation import ood, serving
+from bonexray.evaluation import scoring as evaluate
 from bonexray.features import wavelet as features
-from bonexray.inference.predict import Predictor, format_output, output_columns
+from bonexray.inference.predict import Predictor, TableWriter, format_output, output_columns
 from bonexray.io import predictions
 from bonexray.io.labels import read_labels
+from bonexray.io.names import display
 from bonexray.io.params import ParamsError
 from bonexray.io.shards import ShardReader
 from bonexray.models.forest import train_rf
@@ -387,3 +389,91 @@ def test_explain_writes_one_overlay_per_predicted_image(built, capsys, tmp_path)
 
     assert run_cli(built, str(i["good.png"]), "--model", "rf", "--explain", str(out)) == 2
     assert "--explain needs a Keras model" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- hostile inputs (issue #13)
+
+
+def test_rows_are_on_disk_before_a_later_failure(built, tmp_path):
+    """An input whose decoding raises fails alone; a crash in a later batch keeps the rows
+    already written."""
+    i = built["inputs"]
+    predictor = Predictor.load(built["artifacts"], built["cfg"], "rf")  # batch_size 4
+    bad = str(tmp_path / "nul\0byte.png")  # the OS refuses the name: os.stat raises
+    paths = [i["good.png"], bad, i["good.jpg"], i["square.png"], i["mirrored"], i["good.png"]]
+    out = tmp_path / "partial.csv"
+
+    def crash_on_second_batch(batch):
+        if batch.paths[0] == str(i["mirrored"]):
+            raise RuntimeError("interrupted")
+
+    with open(out, "w", encoding="utf-8") as stream:
+        writer = TableWriter(stream, "csv", predictor.columns)
+        with pytest.raises(RuntimeError, match="interrupted"):
+            for batch in predictor.stream(paths, on_batch=crash_on_second_batch):
+                writer.write(batch.rows)
+        table = read_csv(out.read_text())  # read while the file is still open: flushed
+    assert len(table) == 4 and list(table.columns) == COLUMNS
+    assert table["status"][1] in ("error", "bad_name") and np.isnan(table["p_fracture"][1])
+    assert table["decision"][1] == "failed" and table["error"][1].startswith(table["status"][1])
+    assert table["p_fracture"].notna().tolist() == [True, False, True, True]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_name_that_is_not_utf8_is_predicted_and_written_in_display_form(built, tmp_path, suffix):
+    name = os.fsdecode(b"latin1_\xe9.png")
+    Image.fromarray(radiograph(34)).save(tmp_path / name)
+    out = tmp_path / f"out{suffix}"
+    assert run_cli(built, str(tmp_path / name), "--model", "rf", "--out", str(out)) == 0
+    text = out.read_text(encoding="utf-8")
+    table = read_csv(text) if suffix == ".csv" else pd.DataFrame(map(json.loads, text.splitlines()))
+    (path,) = table["path"]
+    assert path == display(tmp_path / name) and path.endswith("latin1_\\xe9.png")
+    assert table["status"][0] == "ok" and not table["error"].fillna("").any()
+    assert 0 <= table["p_fracture"][0] <= 1
+
+
+def write_hostile(root: Path) -> dict[str, Path]:
+    rng = np.random.default_rng(5)
+    images = {
+        "black.png": np.zeros((48, 40), np.uint8),
+        "white.png": np.full((48, 40), 255, np.uint8),
+        "noise.png": rng.integers(0, 256, (48, 48), dtype=np.uint8),
+        "strip.png": radiograph(35)[:4],  # 4 x 40: extreme geometry
+    }
+    colour = np.zeros((48, 48, 3), np.uint8)  # saturated red, green and blue bands
+    for band in range(3):
+        colour[:, 16 * band : 16 * (band + 1), band] = radiograph(36)[:, :16] // 2 + 128
+    paths = {name: root / name for name in [*images, "colour.png"]}
+    for name, pixels in images.items():
+        Image.fromarray(pixels).save(paths[name])
+    Image.fromarray(colour, "RGB").save(paths["colour.png"])
+    return paths
+
+
+def test_blank_extreme_colour_and_noise_images_are_not_called(built, tmp_path):
+    paths = write_hostile(tmp_path)
+    predictor = Predictor.load(built["artifacts"], built["cfg"], "cnn")
+    table = predictor.run(list(paths.values())).set_index(pd.Index(list(paths)))
+    assert (table["decision"] != "called").all(), table[["decision", "quality", "reason"]]
+    assert table["region"].isna().all() and table["fracture"].isna().all()
+    flags = table["quality"].str.split(";")
+    for name in ("black.png", "white.png"):  # the decoder may refuse them itself ("blank")
+        assert table.loc[name, "status"] == "blank" or "constant" in flags[name]
+    assert "extreme_geometry" in flags["strip.png"]
+    assert "colour_photo" in flags["colour.png"] and table.loc["colour.png", "colourfulness"] > 50
+    assert "out_of_distribution" in flags["noise.png"]
+    withheld = table[table["decision"] == "withheld"]
+    assert withheld["p_fracture"].notna().all() and (withheld["reason"] != "").all()
+
+
+def test_in_distribution_images_are_called(built):
+    """The val images set the threshold: (nearly) all of them, and the test images, pass."""
+    predictor = Predictor.load(built["artifacts"], built["cfg"], "cnn")
+    ids = [f"data/img{i:02d}.{'jpg' if i % 4 == 3 else 'png'}" for i in range(18, 30)]
+    table = predictor.run([built["root"] / rel for rel in ids])
+    assert (table["decision"] == "called").mean() >= 11 / 12, table[["quality", "reason"]]
+    assert (table["quality"][table["decision"] == "called"] == "ok").all()
+    assert table["colourfulness"].isna().all()  # grey sources
+    reference = predictor.gate.reference
+    assert reference.n_train == 18 and reference.n_val == 6
