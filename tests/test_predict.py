@@ -22,7 +22,13 @@ from bonexray.data.repair import repair
 from bonexray.evaluation import ood, serving
 from bonexray.evaluation import scoring as evaluate
 from bonexray.features import wavelet as features
-from bonexray.inference.predict import Predictor, TableWriter, format_output, output_columns
+from bonexray.inference.predict import (
+    Predictor,
+    TableWriter,
+    _guarded,
+    format_output,
+    output_columns,
+)
 from bonexray.io import predictions
 from bonexray.io.labels import read_labels
 from bonexray.io.names import display
@@ -444,10 +450,11 @@ def write_hostile(root: Path) -> dict[str, Path]:
     colour = np.zeros((48, 48, 3), np.uint8)  # saturated red, green and blue bands
     for band in range(3):
         colour[:, 16 * band : 16 * (band + 1), band] = radiograph(36)[:, :16] // 2 + 128
-    paths = {name: root / name for name in [*images, "colour.png"]}
+    paths = {name: root / name for name in [*images, "colour.png", "colour.jpg"]}
     for name, pixels in images.items():
         Image.fromarray(pixels).save(paths[name])
     Image.fromarray(colour, "RGB").save(paths["colour.png"])
+    Image.fromarray(colour, "RGB").save(paths["colour.jpg"], quality=90)  # decoded as luma
     return paths
 
 
@@ -461,7 +468,8 @@ def test_blank_extreme_colour_and_noise_images_are_not_called(built, tmp_path):
     for name in ("black.png", "white.png"):  # the decoder may refuse them itself ("blank")
         assert table.loc[name, "status"] == "blank" or "constant" in flags[name]
     assert "extreme_geometry" in flags["strip.png"]
-    assert "colour_photo" in flags["colour.png"] and table.loc["colour.png", "colourfulness"] > 50
+    for name in ("colour.png", "colour.jpg"):
+        assert "colour_photo" in flags[name] and table.loc[name, "colourfulness"] > 50
     assert "out_of_distribution" in flags["noise.png"]
     withheld = table[table["decision"] == "withheld"]
     assert withheld["p_fracture"].notna().all() and (withheld["reason"] != "").all()
@@ -477,3 +485,16 @@ def test_in_distribution_images_are_called(built):
     assert table["colourfulness"].isna().all()  # grey sources
     reference = predictor.gate.reference
     assert reference.n_train == 18 and reference.n_val == 6
+
+
+def test_a_failing_batch_call_is_retried_item_by_item():
+    def strict_sqrt(x: np.ndarray) -> tuple[np.ndarray]:
+        if (x < 0).any():
+            raise ValueError("negative input")
+        return (np.sqrt(x),)
+
+    values = np.array([4.0, -1.0, 9.0])
+    (roots,), failed = _guarded(strict_sqrt, (values,), (np.zeros(0),))
+    assert roots.tolist() == [2.0, 3.0] and failed == {1: "ValueError: negative input"}
+    (roots,), failed = _guarded(strict_sqrt, (values[1:2],), (np.zeros(0),))
+    assert roots.shape == (0,) and failed == {0: "ValueError: negative input"}

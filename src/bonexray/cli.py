@@ -308,7 +308,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     try:  # opened before the first image, so that a bad --out costs no work
         if args.out is not None:
             args.out.parent.mkdir(parents=True, exist_ok=True)
-        stream = sys.stdout if args.out is None else open(args.out, "w", encoding="utf-8")  # noqa: SIM115
+        stream = sys.stdout if args.out is None else args.out.open("w", encoding="utf-8")  # noqa: SIM115
     except OSError as exc:
         print(f"bonexray predict: error: {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 2
@@ -321,8 +321,8 @@ def _run_predict(args: argparse.Namespace) -> int:
             total += len(batch.rows)
             failed += int((batch.rows["error"] != "").sum())
             withheld += int((batch.rows["decision"] == "withheld").sum())
+    finally:  # also after a crash: the rows so far stay a valid table (a JSON array closed)
         writer.close()
-    finally:
         if stream is not sys.stdout:
             stream.close()
     if withheld:

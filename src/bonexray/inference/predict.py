@@ -65,6 +65,7 @@ TTA_MODES = ("none", "hflip")
 FORMATS = ("csv", "jsonl", "json")  # json: one array, closed when the run ends
 REPRO_HINT = "run `dvc repro` to build it, or `dvc pull` to fetch it from the DVC remote"
 DECIMALS = 6
+EMPTY_FOLDER = "empty folder"  # the status of a folder input without image files
 
 
 class ArtifactsError(ConfigError, RuntimeError):
@@ -94,7 +95,7 @@ class Input(NamedTuple):
     """One output row to be: an image path, or a path that is an error already."""
 
     path: str
-    error: str | None = None
+    error: str | None = None  # the row's reason; its status is EMPTY_FOLDER
 
 
 def expand_inputs(paths: Iterable[str | Path]) -> list[Input]:
@@ -110,7 +111,7 @@ def expand_inputs(paths: Iterable[str | Path]) -> list[Input]:
             inputs.append(Input(str(given)))
             continue
         found = [Input(str(f)) for f in walk_files(path) if not is_sidecar(f)]
-        inputs += found or [Input(str(given), "empty folder: no image files found in it")]
+        inputs += found or [Input(str(given), "no image files found in it")]
     return inputs
 
 
@@ -338,7 +339,7 @@ class Predictor:
         loaded: dict[int, Working] = {}
         for k, item in enumerate(batch):
             if item.error is not None:
-                rows[k].fail("error", item.error)
+                rows[k].fail(EMPTY_FOLDER, item.error)
                 continue
             try:
                 working = self._load(item)
