@@ -139,7 +139,7 @@ def test_predict_with_the_best_model_matches_the_pipeline(reproduced, tmp_path):
     stage = pd.read_parquet(reproduced / "artifacts" / "predictions" / f"{record.model}.parquet")
     expected = record.temperatures.fracture_proba(stage.set_index("id").loc[chosen, "p_fracture"])
     np.testing.assert_allclose(rows["p_fracture"], expected, atol=2e-6)
-    decided = (expected >= record.threshold).astype(int).to_numpy()
+    decided = np.asarray(expected >= record.threshold).astype(int)
     assert (rows.loc[called, "fracture"].to_numpy() == decided[called.to_numpy()]).all()
 
 
