@@ -15,7 +15,7 @@ import yaml
 from paths import REPO
 
 from bonexray import cli
-from bonexray.evaluation import metrics, serving
+from bonexray.evaluation import metrics, ood, serving
 from bonexray.evaluation import scoring as evaluate
 from bonexray.io import predictions
 from bonexray.io.labels import read_labels
@@ -68,6 +68,8 @@ PARAMS = {
         "calibration": "temperature",
         "report_examples": 12,
         "score_region_sources": ["original", "synonym"],
+        "ood_val_pass": 0.99,
+        "ood_min_threshold": 3.0,
     },
 }
 
@@ -118,9 +120,13 @@ def fabricate_repo(root: Path) -> Path:
             root / "artifacts" / "predictions" / f"{model}.parquet",
         )
     rng = np.random.default_rng(1)
-    with ShardWriter(root / "artifacts" / "repair", (32, 32), np.uint8, shard_size=128) as writer:
+    meta = {"size": 32, "keep_aspect": True}  # as repair writes them
+    with ShardWriter(
+        root / "artifacts" / "repair", (32, 32), np.uint8, shard_size=128, meta=meta
+    ) as writer:
         for item_id in labels["id"]:
-            writer.add(item_id, rng.integers(0, 256, (32, 32), dtype=np.uint8), status="ok")
+            image = rng.integers(0, 256, (32, 32), dtype=np.uint8)
+            writer.add(item_id, image, status="ok", orig_width=32, orig_height=32)
     from dvclive import Live  # real DVCLive output, as the Keras training stages write it
 
     for model in ("cnn_rnn_nas", "cnn"):
@@ -175,6 +181,8 @@ def staged(repo: Path) -> Path:
             "evaluate.py",
             "--labels",
             "artifacts/labels.parquet",
+            "--images",
+            "artifacts/repair",
             "--predictions",
             "artifacts/predictions",
             "--metrics",
@@ -259,7 +267,12 @@ def test_stage_writes_serving_records_with_the_best_model_chosen_on_val(staged: 
         assert record.temperatures.region == pytest.approx(
             nested["region"]["temperature"], abs=1e-4
         )
+        assert record.ood["features"] == list(ood.FEATURES) and record.ood["val_pass"] == 0.99
         assert record.test["fracture_auroc"] == frac["auroc"]
+    reference = ood.Reference.from_dict(serving.read(directory).ood)
+    labels = pd.read_parquet(staged / "artifacts" / "labels.parquet")
+    counts = [(labels["split"] == split).sum() for split in ("train", "val")]
+    assert [reference.n_train, reference.n_val] == counts
     with pytest.raises(serving.ServingError, match="no serving record for model 'resnet'"):
         serving.read(directory, "resnet")
 

@@ -131,11 +131,16 @@ def test_predict_with_the_best_model_matches_the_pipeline(reproduced, tmp_path):
     run(reproduced, sys.executable, "-m", "bonexray.cli", *command)
     rows = pd.DataFrame(json.loads(out.read_text()))
     assert rows["path"].tolist() == chosen and (rows["error"] == "").all()
-    assert (rows["model"] == record.model).all() and rows["region"].isin(record.regions).all()
+    assert (rows["model"] == record.model).all()
+    # ~1% of in-distribution images are withheld by the out-of-distribution check (by design).
+    called = rows["decision"] == "called"
+    assert rows["decision"].isin(["called", "withheld"]).all()
+    assert rows.loc[called, "region"].isin(record.regions).all()
     stage = pd.read_parquet(reproduced / "artifacts" / "predictions" / f"{record.model}.parquet")
     expected = record.temperatures.fracture_proba(stage.set_index("id").loc[chosen, "p_fracture"])
     np.testing.assert_allclose(rows["p_fracture"], expected, atol=2e-6)
-    assert (rows["fracture"] == (expected >= record.threshold).astype(int)).all()
+    decided = np.asarray(expected >= record.threshold).astype(int)
+    assert (rows.loc[called, "fracture"].to_numpy() == decided[called.to_numpy()]).all()
 
 
 def test_data_stages_are_bit_reproducible_across_clones(reproduced, tmp_path_factory):

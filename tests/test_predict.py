@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +20,19 @@ from tiny_sample import REGIONS, TINY_CONV, params
 from bonexray import cli
 from bonexray.data.imaging import Limits
 from bonexray.data.repair import repair
+from bonexray.evaluation import ood, serving
 from bonexray.evaluation import scoring as evaluate
-from bonexray.evaluation import serving
 from bonexray.features import wavelet as features
-from bonexray.inference.predict import Predictor, format_output, output_columns
+from bonexray.inference.predict import (
+    Predictor,
+    TableWriter,
+    _guarded,
+    format_output,
+    output_columns,
+)
 from bonexray.io import predictions
 from bonexray.io.labels import read_labels
+from bonexray.io.names import display
 from bonexray.io.params import ParamsError
 from bonexray.io.shards import ShardReader
 from bonexray.models.forest import train_rf
@@ -35,6 +43,7 @@ SIZE = 32  # repair.image_size
 MODELS = ["cnn", "rf"]
 SPLITS = ["train"] * 18 + ["val"] * 6 + ["test"] * 6
 COLUMNS = output_columns(REGIONS)
+GATE = {"max_colourfulness": 20.0, "min_contrast": 0.01, "max_aspect": 4.0, "min_side": 16}
 
 
 def tiny_params() -> dict:
@@ -61,8 +70,10 @@ def tiny_params() -> dict:
             "calibration": "temperature",
             "report_examples": 4,
             "score_region_sources": ["original", "synonym"],
+            "ood_val_pass": 0.99,
+            "ood_min_threshold": 3.0,
         },
-        "predict": {"batch_size": 4, "tta": "none"},
+        "predict": {"batch_size": 4, "tta": "none", **GATE},
     }
     return p
 
@@ -142,7 +153,13 @@ def build_artifacts(root: Path) -> dict:
     scores = evaluate.evaluate_all(
         read_labels(art / "labels.parquet", REGIONS), tables, REGIONS, settings
     )
-    records = evaluate.serving_records(scores, MODELS, REGIONS, settings)
+    reference = ood.fit_on_shards(
+        ShardReader(art / "repair"),
+        labels,
+        cfg["evaluate"]["ood_val_pass"],
+        cfg["evaluate"]["ood_min_threshold"],
+    )
+    records = evaluate.serving_records(scores, MODELS, REGIONS, settings, reference)
     serving.write(records, evaluate.best_model(scores, MODELS), art / "serving")
     (root / "params.yaml").write_text(yaml.safe_dump(cfg))
     return {"root": root, "artifacts": art, "params": root / "params.yaml", "cfg": cfg}
@@ -216,12 +233,16 @@ def test_all_good_inputs_exit_0_with_calibrated_rows(built, capsys):
     assert table["error"].isna().all() and (table["model"] == "cnn").all()
     assert sorted(table["path"][4:]) == [str(i["series"] / f"IM{k:04d}") for k in range(3)]
     proba = table[predictions.region_columns(REGIONS)].to_numpy()
-    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
-    assert (table["region"] == np.array(REGIONS)[proba.argmax(axis=1)]).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)  # withheld rows too
+    # The VOI window clips a fifth of windowed.dcm to black or white: unlike training.
+    assert table["decision"].tolist() == ["called"] * 3 + ["withheld"] + ["called"] * 3
+    assert table["quality"][3] == "out_of_distribution" and table["region"].isna()[3]
+    called = table[table["decision"] == "called"]
+    assert (called["region"] == np.array(REGIONS)[proba[called.index].argmax(axis=1)]).all()
     record = serving.read(built["artifacts"] / "serving", "cnn")
-    decided = (table["p_fracture"] >= record.threshold).astype(int)
-    near = (table["p_fracture"] - record.threshold).abs() < 1e-6  # the CSV has 6 decimals
-    assert (decided == table["fracture"])[~near].all(), (record.threshold, table["p_fracture"])
+    decided = (called["p_fracture"] >= record.threshold).astype(int)
+    near = (called["p_fracture"] - record.threshold).abs() < 1e-6  # the CSV has 6 decimals
+    assert (decided == called["fracture"])[~near].all(), (record.threshold, called["p_fracture"])
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -272,7 +293,10 @@ def test_real_computed_radiograph_is_predicted(built, capsys):
         pytest.skip("pydicom-data is not installed")
     assert run_cli(built, path, "--model", "rf", "--format", "json") == 0
     (row,) = json.loads(capsys.readouterr().out)
-    assert row["error"] == "" and row["region"] in REGIONS and row["fracture"] in (0, 1)
+    assert row["error"] == "" and row["status"] == "ok" and 0 <= row["p_fracture"] <= 1
+    # A real CR is nothing like the tiny synthetic training set: the gate says so.
+    assert row["decision"] == "withheld" and row["quality"] == "out_of_distribution"
+    assert row["region"] is None and row["fracture"] is None
 
 
 def test_a_bad_input_among_good_ones_exits_1_and_the_others_are_predicted(built, capsys):
@@ -328,7 +352,7 @@ def test_usage_errors_exit_2(built, capsys, tmp_path):
 
 def test_hflip_tta_averages_the_image_and_its_mirror(built):
     i = built["inputs"]
-    cfg = {**built["cfg"], "predict": {"batch_size": 4, "tta": "hflip"}}
+    cfg = {**built["cfg"], "predict": {"batch_size": 4, "tta": "hflip", **GATE}}
     plain = Predictor.load(built["artifacts"], built["cfg"], "cnn").run(
         [i["square.png"], i["mirrored"]]
     )
@@ -336,7 +360,7 @@ def test_hflip_tta_averages_the_image_and_its_mirror(built):
     p_plain, p_tta = plain["p_fracture"].to_numpy(float), tta["p_fracture"].to_numpy(float)
     assert p_plain[0] != p_plain[1]  # the model is not mirror-symmetric...
     assert p_tta[0] == p_tta[1]  # ...but the average over both orientations is
-    bad = {**built["cfg"], "predict": {"batch_size": 4, "tta": "rotate"}}
+    bad = {**built["cfg"], "predict": {"batch_size": 4, "tta": "rotate", **GATE}}
     with pytest.raises(ParamsError, match=r"predict.tta: 'rotate'"):
         Predictor.load(built["artifacts"], bad, "rf")
 
@@ -372,3 +396,106 @@ def test_explain_writes_one_overlay_per_predicted_image(built, capsys, tmp_path)
 
     assert run_cli(built, str(i["good.png"]), "--model", "rf", "--explain", str(out)) == 2
     assert "--explain needs a Keras model" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- hostile inputs (issue #13)
+
+
+def test_rows_are_on_disk_before_a_later_failure(built, tmp_path):
+    """An input whose decoding raises fails alone; a crash in a later batch keeps the rows
+    already written."""
+    i = built["inputs"]
+    predictor = Predictor.load(built["artifacts"], built["cfg"], "rf")  # batch_size 4
+    bad = str(tmp_path / "nul\0byte.png")  # the OS refuses the name: os.stat raises
+    paths = [i["good.png"], bad, i["good.jpg"], i["square.png"], i["mirrored"], i["good.png"]]
+    out = tmp_path / "partial.csv"
+
+    def crash_on_second_batch(batch):
+        if batch.paths[0] == str(i["mirrored"]):
+            raise RuntimeError("interrupted")
+
+    with open(out, "w", encoding="utf-8") as stream:
+        writer = TableWriter(stream, "csv", predictor.columns)
+        with pytest.raises(RuntimeError, match="interrupted"):
+            for batch in predictor.stream(paths, on_batch=crash_on_second_batch):
+                writer.write(batch.rows)
+        table = read_csv(out.read_text())  # read while the file is still open: flushed
+    assert len(table) == 4 and list(table.columns) == COLUMNS
+    assert table["status"][1] in ("error", "bad_name") and np.isnan(table["p_fracture"][1])
+    assert table["decision"][1] == "failed" and table["error"][1].startswith(table["status"][1])
+    assert table["p_fracture"].notna().tolist() == [True, False, True, True]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_name_that_is_not_utf8_is_predicted_and_written_in_display_form(built, tmp_path, suffix):
+    name = os.fsdecode(b"latin1_\xe9.png")
+    Image.fromarray(radiograph(34)).save(tmp_path / name)
+    out = tmp_path / f"out{suffix}"
+    assert run_cli(built, str(tmp_path / name), "--model", "rf", "--out", str(out)) == 0
+    text = out.read_text(encoding="utf-8")
+    table = read_csv(text) if suffix == ".csv" else pd.DataFrame(map(json.loads, text.splitlines()))
+    (path,) = table["path"]
+    assert path == display(tmp_path / name) and path.endswith("latin1_\\xe9.png")
+    assert table["status"][0] == "ok" and not table["error"].fillna("").any()
+    assert 0 <= table["p_fracture"][0] <= 1
+
+
+def write_hostile(root: Path) -> dict[str, Path]:
+    rng = np.random.default_rng(5)
+    images = {
+        "black.png": np.zeros((48, 40), np.uint8),
+        "white.png": np.full((48, 40), 255, np.uint8),
+        "noise.png": rng.integers(0, 256, (48, 48), dtype=np.uint8),
+        "strip.png": radiograph(35)[:4],  # 4 x 40: extreme geometry
+    }
+    colour = np.zeros((48, 48, 3), np.uint8)  # saturated red, green and blue bands
+    for band in range(3):
+        colour[:, 16 * band : 16 * (band + 1), band] = radiograph(36)[:, :16] // 2 + 128
+    paths = {name: root / name for name in [*images, "colour.png", "colour.jpg"]}
+    for name, pixels in images.items():
+        Image.fromarray(pixels).save(paths[name])
+    Image.fromarray(colour, "RGB").save(paths["colour.png"])
+    Image.fromarray(colour, "RGB").save(paths["colour.jpg"], quality=90)  # decoded as luma
+    return paths
+
+
+def test_blank_extreme_colour_and_noise_images_are_not_called(built, tmp_path):
+    paths = write_hostile(tmp_path)
+    predictor = Predictor.load(built["artifacts"], built["cfg"], "cnn")
+    table = predictor.run(list(paths.values())).set_index(pd.Index(list(paths)))
+    assert (table["decision"] != "called").all(), table[["decision", "quality", "reason"]]
+    assert table["region"].isna().all() and table["fracture"].isna().all()
+    flags = table["quality"].str.split(";")
+    for name in ("black.png", "white.png"):  # the decoder may refuse them itself ("blank")
+        assert table.loc[name, "status"] == "blank" or "constant" in flags[name]
+    assert "extreme_geometry" in flags["strip.png"]
+    for name in ("colour.png", "colour.jpg"):
+        assert "colour_photo" in flags[name] and table.loc[name, "colourfulness"] > 50
+    assert "out_of_distribution" in flags["noise.png"]
+    withheld = table[table["decision"] == "withheld"]
+    assert withheld["p_fracture"].notna().all() and (withheld["reason"] != "").all()
+
+
+def test_in_distribution_images_are_called(built):
+    """The val images set the threshold: (nearly) all of them, and the test images, pass."""
+    predictor = Predictor.load(built["artifacts"], built["cfg"], "cnn")
+    ids = [f"data/img{i:02d}.{'jpg' if i % 4 == 3 else 'png'}" for i in range(18, 30)]
+    table = predictor.run([built["root"] / rel for rel in ids])
+    assert (table["decision"] == "called").mean() >= 11 / 12, table[["quality", "reason"]]
+    assert (table["quality"][table["decision"] == "called"] == "ok").all()
+    assert table["colourfulness"].isna().all()  # grey sources
+    reference = predictor.gate.reference
+    assert reference.n_train == 18 and reference.n_val == 6
+
+
+def test_a_failing_batch_call_is_retried_item_by_item():
+    def strict_sqrt(x: np.ndarray) -> tuple[np.ndarray]:
+        if (x < 0).any():
+            raise ValueError("negative input")
+        return (np.sqrt(x),)
+
+    values = np.array([4.0, -1.0, 9.0])
+    (roots,), failed = _guarded(strict_sqrt, (values,), (np.zeros(0),))
+    assert roots.tolist() == [2.0, 3.0] and failed == {1: "ValueError: negative input"}
+    (roots,), failed = _guarded(strict_sqrt, (values[1:2],), (np.zeros(0),))
+    assert roots.shape == (0,) and failed == {0: "ValueError: negative input"}

@@ -241,11 +241,15 @@ def _configure_predict(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "output: one row per image: path, model, p_region__<region> for each region and\n"
         "region (argmax), p_fracture and fracture (0/1 at the operating point chosen on val),\n"
-        "error (empty when ok). Probabilities are calibrated (evaluate.calibration).\n"
-        "exit status: 0 all predicted; 1 some inputs failed (their rows say why, the others\n"
-        "are predicted); 2 usage error (unknown model, missing or stale artifacts).\n"
+        "error (empty when ok), status, decision (called | withheld | failed), quality (the\n"
+        "failed quality checks, or ok), reason, ood_score, colourfulness. A withheld image\n"
+        "keeps its probabilities but gets no region/fracture call. Probabilities are\n"
+        "calibrated (evaluate.calibration). Rows are written as they are computed.\n"
+        "exit status: 0 all predicted (some may be withheld); 1 some inputs failed (their rows\n"
+        "say why, the others are predicted); 2 usage error (unknown model, missing or stale\n"
+        "artifacts, unwritable --out).\n"
         "settings: params.yaml repair, decode, features (checked against the artifacts) and\n"
-        "predict (batch_size, tta)."
+        "predict (batch_size, tta, the quality gate's thresholds)."
     )
     parser.add_argument(
         "paths",
@@ -261,7 +265,10 @@ def _configure_predict(parser: argparse.ArgumentParser) -> None:
         "as recorded in <artifacts>/serving/best.json",
     )
     parser.add_argument(
-        "--format", choices=("csv", "json"), default="csv", help="output format (default: csv)"
+        "--format",
+        choices=("csv", "jsonl", "json"),
+        help="output format: csv, jsonl (JSON Lines) or json (one array); default: from the "
+        "--out suffix (.jsonl, .json), else csv",
     )
     parser.add_argument(
         "--out", type=Path, help="file to write the table to (default: standard output)"
@@ -293,7 +300,7 @@ def _run_predict(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from bonexray.errors import ConfigError
-    from bonexray.inference.predict import Predictor, format_output, overlay_writer
+    from bonexray.inference.predict import Predictor, TableWriter, format_for, overlay_writer
     from bonexray.io.params import load
 
     try:
@@ -302,21 +309,35 @@ def _run_predict(args: argparse.Namespace) -> int:
     except ConfigError as exc:  # missing or stale artifacts, a broken record, bad params
         print(f"bonexray predict: error: {exc}", file=sys.stderr)
         return 2
-    table = predictor.run(args.paths, on_batch=explain)
-    text = format_output(table, args.format)
-    if args.out is None:
-        sys.stdout.write(text)
-    else:
-        try:
+    try:  # opened before the first image, so that a bad --out costs no work
+        if args.out is not None:
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(text)
-        except OSError as exc:
-            print(f"bonexray predict: error: {args.out}: {exc.strerror or exc}", file=sys.stderr)
-            return 2
-    failed = int((table["error"] != "").sum())
+        stream = sys.stdout if args.out is None else args.out.open("w", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        print(f"bonexray predict: error: {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    columns = [*predictor.columns, *(["explanation"] if explain else [])]
+    writer = TableWriter(stream, format_for(args.out, args.format), columns)
+    total = failed = withheld = 0
+    try:
+        for batch in predictor.stream(args.paths, on_batch=explain):
+            writer.write(batch.rows)
+            total += len(batch.rows)
+            failed += int((batch.rows["error"] != "").sum())
+            withheld += int((batch.rows["decision"] == "withheld").sum())
+    finally:  # also after a crash: the rows so far stay a valid table (a JSON array closed)
+        writer.close()
+        if stream is not sys.stdout:
+            stream.close()
+    if withheld:
+        print(
+            f"bonexray predict: {withheld} of {total} inputs withheld by the quality gate "
+            "(no call; see their quality and reason columns)",
+            file=sys.stderr,
+        )
     if failed:
         print(
-            f"bonexray predict: {failed} of {len(table)} inputs could not be predicted "
+            f"bonexray predict: {failed} of {total} inputs could not be predicted "
             "(see their error column)",
             file=sys.stderr,
         )

@@ -171,6 +171,10 @@ class Decoded:
     format: str | None = None
     truncated: bool = False
     filled_from_row: int | None = None
+    # Hasler & Suesstrunk (2003) colourfulness of the colour source before its grey
+    # conversion (0 for grey content, ~15 "slightly colourful", >45 "very"); None for grey
+    # sources and truncated colour JPEGs. predict withholds colour photos on it.
+    colourfulness: float | None = None
 
     @property
     def usable(self) -> bool:
@@ -332,7 +336,10 @@ def _decode_pil(data: bytes, *, limits: Limits, draft: tuple[int, int] | None) -
         return _recover_truncated(
             data, meta, progressive="progressive" in im.info, draft=draft, max_pixels=max_pixels
         )
-    return _finish(im, meta, status="ok", reason="")
+    decoded = _finish(im, meta, status="ok", reason="")
+    if im.format == "JPEG" and im.mode != meta["mode"]:  # decoded to luma: colour from 1/8 scale
+        decoded = replace(decoded, colourfulness=_jpeg_colourfulness(data, max_pixels))
+    return decoded
 
 
 def _recover_truncated(
@@ -456,6 +463,7 @@ def _finish(
     scale: int = 1,
 ) -> Decoded:
     """Grayscale, zero-fill missing rows, apply EXIF orientation, scale to [0, 1]."""
+    colour = None if _is_gray_mode(im.mode) else colourfulness(np.asarray(im.convert("RGB")))
     gray = _to_gray(im)
     if fill_row is not None:
         gray.paste(0, (0, fill_row, gray.width, gray.height))
@@ -474,8 +482,39 @@ def _finish(
         pixels,
         truncated=truncated,
         filled_from_row=None if fill_row is None else fill_row * scale,
+        colourfulness=colour,
         **meta,
     )
+
+
+def _is_gray_mode(mode: str) -> bool:
+    return mode in ("1", "L", "LA", "La", "I", "F") or mode.startswith("I;16")
+
+
+# Colourfulness is a global statistic: this many samples per side estimate it well enough,
+# and bound the cost on a large photo.
+_COLOUR_SAMPLES = 256
+
+
+def colourfulness(rgb: np.ndarray) -> float:
+    """Hasler & Suesstrunk (2003) colourfulness of an (h, w, 3) image on the 0..255 scale:
+    std_rgyb + 0.3 * mean_rgyb of the opponent channels rg = R - G, yb = (R + G) / 2 - B."""
+    step = max(1, max(rgb.shape[:2]) // _COLOUR_SAMPLES)
+    r, g, b = np.moveaxis(np.asarray(rgb[::step, ::step, :3], dtype=np.float64), -1, 0)
+    rg, yb = r - g, (r + g) / 2 - b
+    spread = np.hypot(rg.std(), yb.std())
+    return float(spread + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
+def _jpeg_colourfulness(data: bytes, max_pixels: int | None) -> float | None:
+    """A colour JPEG's colourfulness from an RGB decode at the smallest DCT scale (cheap)."""
+    try:
+        with _pil_settings(max_pixels):
+            im = Image.open(io.BytesIO(data))
+            im.draft("RGB", (1, 1))
+            return colourfulness(np.asarray(im.convert("RGB")))
+    except Exception:  # the luma decode succeeded; without colour the gate just has no say
+        return None
 
 
 def _to_gray(im: Image.Image) -> Image.Image:
@@ -704,7 +743,9 @@ def _decode_dicom_dataset(data: bytes, *, sniffed: bool, limits: Limits) -> Deco
 
     if photometric == "PALETTE COLOR":
         pixels = apply_color_lut(pixels, ds)
+    colour = None
     if pixels.ndim == 3:  # colour DICOM (pydicom already converted YBR to RGB)
+        colour = colourfulness(_stretch(pixels[..., :3]) * 255)
         pixels = pixels[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
     elif _stored_values_are_display(ds, pixels):
         # No window, LUT or rescale: BitsStored is the range, so exposure is kept.
@@ -716,7 +757,7 @@ def _decode_dicom_dataset(data: bytes, *, sniffed: bool, limits: Limits) -> Deco
     pixels = np.asarray(pixels, dtype=np.float32)
     if not np.isfinite(pixels).all():
         return Decoded("ok", "", pixels, **meta)  # _screen refuses it, with the counts
-    return Decoded("ok", "", _inverted(_stretch(pixels), photometric), **meta)
+    return Decoded("ok", "", _inverted(_stretch(pixels), photometric), colourfulness=colour, **meta)
 
 
 def _stored_values_are_display(ds: Any, pixels: np.ndarray) -> bool:

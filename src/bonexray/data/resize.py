@@ -39,6 +39,7 @@ class Working(NamedTuple):
     width: int | None  # full-resolution size after EXIF orientation, as imaging.Decoded
     height: int | None
     filled_from_row: int | None  # zero-filled from this full-resolution row on (truncated)
+    colourfulness: float | None = None  # imaging.Decoded.colourfulness
 
 
 class Letterbox(NamedTuple):
@@ -106,4 +107,5 @@ def load_working(path: str | Path, size: int, keep_aspect: bool, limits: imaging
         decoded.width,
         decoded.height,
         decoded.filled_from_row,
+        decoded.colourfulness,
     )

@@ -46,7 +46,7 @@ import pandas as pd
 from sklearn.dummy import DummyClassifier
 
 from bonexray.errors import ConfigError
-from bonexray.evaluation import metrics, serving
+from bonexray.evaluation import metrics, ood, serving
 from bonexray.evaluation.calibration import METHODS as CALIBRATION_METHODS
 from bonexray.evaluation.calibration import Temperatures
 from bonexray.io import jsonfile, predictions
@@ -435,9 +435,14 @@ def best_model(scores: Mapping[str, Scores], models: Sequence[str]) -> str:
 
 
 def serving_records(
-    scores: Mapping[str, Scores], models: Sequence[str], regions: Sequence[str], settings: Settings
+    scores: Mapping[str, Scores],
+    models: Sequence[str],
+    regions: Sequence[str],
+    settings: Settings,
+    ood_reference: ood.Reference | None = None,
 ) -> dict[str, serving.ServingRecord]:
-    """What predict needs of each model: the calibration and operating point fitted here."""
+    """What predict needs of each model: the calibration and operating point fitted here,
+    and the data's out-of-distribution reference."""
     records = {}
     for name in models:
         result = scores[name]
@@ -460,6 +465,7 @@ def serving_records(
                 {key: result.metrics[g][m] for key, (g, m) in COMPARE_KEYS.items()}
                 | {"val_selection_score": result.selection_score}
             ),
+            ood=None if ood_reference is None else ood_reference.to_dict(),
         )
     return records
 

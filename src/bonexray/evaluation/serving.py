@@ -6,6 +6,9 @@ The evaluate stage writes ``artifacts/serving/``:
                    temperatures, fracture threshold and how it was chosen, test summary
     best.json      {"model": <name>, ...}: the model with the best VALIDATION selection score
 
+Each record also carries the out-of-distribution reference (ood.py) fitted on the train and
+val working images, for predict's quality gate.
+
 They are the single source of these decisions for predict, which never refits or re-chooses
 anything. Artifact paths are relative to the artifacts directory (``artifacts/``), so a
 copy of that directory serves as well as the original.
@@ -56,6 +59,9 @@ class ServingRecord:
     val_sensitivity: float | None  # on val, at threshold (None: val lacked a class)
     val_specificity: float | None
     test: Mapping[str, Any] = field(default_factory=dict)  # summary of the test metrics
+    # ood.Reference.to_dict(): the train statistics and val threshold predict's quality gate
+    # scores new images with (the same for every model; None in records written before it)
+    ood: Mapping[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -13,6 +13,13 @@ what the model was trained and evaluated on:
                   skops forests, behind one interface
   calibration     the serving record evaluate wrote (serving.py): the temperatures and the
                   fracture threshold chosen on val, on the calibrated scale
+  quality gate    quality.py: blank, extreme-geometry, colour-photo or out-of-distribution
+                  images are "withheld" (probabilities kept, no region/fracture call)
+
+Rows stream out batch by batch (``Predictor.stream``, ``TableWriter``): an input that makes
+decoding, describing or the model raise gets a row with status "error" and the run goes on
+(a failed model call is retried image by image). Paths in rows are in display form
+(io.names.display); files are opened with the original str.
 
 Settings come from params.yaml (repair, decode, features, predict); they are checked
 against what the artifacts were built with, so a params.yaml edited since the last
@@ -29,22 +36,24 @@ from __future__ import annotations
 
 import io
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TextIO
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from bonexray.data.imaging import Limits
-from bonexray.data.resize import load_working
+from bonexray.data.resize import Working, load_working
 from bonexray.data.sources.base import is_sidecar, walk_files
 from bonexray.errors import ConfigError
-from bonexray.evaluation import serving
+from bonexray.evaluation import ood, serving
 from bonexray.features.wavelet import BANDS_DIR, VECTORS_DIR, FeatureConfig, describe, standardise
+from bonexray.inference.quality import Assessment, Gate
 from bonexray.io import shards
+from bonexray.io.names import display
 from bonexray.io.params import ParamsError, section
 from bonexray.io.predictions import region_columns
 from bonexray.models import family
@@ -54,25 +63,40 @@ from bonexray.models.interface import FAMILIES, Family, TwoHeadModel
 FEATURES_DIR = "features"
 REPAIR_DIR = "repair"
 TTA_MODES = ("none", "hflip")
-FORMATS = ("csv", "json")
+FORMATS = ("csv", "jsonl", "json")  # json: one array, closed when the run ends
 REPRO_HINT = "run `dvc repro` to build it, or `dvc pull` to fetch it from the DVC remote"
 DECIMALS = 6
+EMPTY_FOLDER = "empty folder"  # the status of a folder input without image files
 
 
 class ArtifactsError(ConfigError, RuntimeError):
     """What predict needs from the pipeline is missing, stale or unreadable (a usage error)."""
 
 
+# Added after the original columns, which stay as they were.
+QUALITY_COLUMNS = ["status", "decision", "quality", "reason", "ood_score", "colourfulness"]
+DECISIONS = ("called", "withheld", "failed")
+
+
 def output_columns(regions: Sequence[str]) -> list[str]:
     """The columns of predict's output table, in order (--explain adds ``explanation``)."""
-    return ["path", "model", *region_columns(regions), "region", "p_fracture", "fracture", "error"]
+    return [
+        "path",
+        "model",
+        *region_columns(regions),
+        "region",
+        "p_fracture",
+        "fracture",
+        "error",
+        *QUALITY_COLUMNS,
+    ]
 
 
 class Input(NamedTuple):
     """One output row to be: an image path, or a path that is an error already."""
 
     path: str
-    error: str | None = None
+    error: str | None = None  # the row's reason; its status is EMPTY_FOLDER
 
 
 def expand_inputs(paths: Iterable[str | Path]) -> list[Input]:
@@ -88,7 +112,7 @@ def expand_inputs(paths: Iterable[str | Path]) -> list[Input]:
             inputs.append(Input(str(given)))
             continue
         found = [Input(str(f)) for f in walk_files(path) if not is_sidecar(f)]
-        inputs += found or [Input(str(given), "empty folder: no image files found in it")]
+        inputs += found or [Input(str(given), "no image files found in it")]
     return inputs
 
 
@@ -208,6 +232,7 @@ class Predictor:
         preprocessing: Preprocessing,
         tta: str = "none",
         batch_size: int = 32,
+        gate: Gate | None = None,
     ) -> None:
         if tta not in TTA_MODES:
             raise ParamsError(f"params.yaml predict.tta: {tta!r} is not one of {TTA_MODES}")
@@ -218,6 +243,7 @@ class Predictor:
         self.preprocessing = preprocessing
         self.tta = tta
         self.batch_size = batch_size
+        self.gate = gate  # None: every decoded image is called
         self.columns = output_columns(record.regions)
 
     @classmethod
@@ -238,12 +264,28 @@ class Predictor:
         record = serving.read(serving_dir, model)
         options = section(params, "predict")
         preprocessing = Preprocessing.load(params, artifacts_dir, FAMILIES[record.kind])
+        try:
+            reference = None if record.ood is None else ood.Reference.from_dict(record.ood)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise serving.ServingError(
+                f"{serving_dir}/{record.model}.json: ood reference unreadable ({exc}); "
+                "run `dvc repro`"
+            ) from None
+        if reference is None:
+            tqdm.write(
+                f"bonexray predict: note: {serving_dir}/{record.model}.json has no "
+                "out-of-distribution reference (written before it existed; `dvc repro` "
+                "adds it): that check is skipped",
+                file=sys.stderr,
+            )
+        gate = Gate.from_params(options, preprocessing.size, preprocessing.keep_aspect, reference)
         predictor = cls(
             record,
             load_model(record, artifacts_dir),
             preprocessing,
             tta=str(options["tta"]),
             batch_size=int(options["batch_size"]),
+            gate=gate,
         )
         predictor._check_model()
         return predictor
@@ -279,57 +321,110 @@ class Predictor:
         temperatures = self.record.temperatures
         return temperatures.region_proba(region), temperatures.fracture_proba(fracture)
 
-    def predict_batch(self, batch: Sequence[Input]) -> PredictedBatch:
-        """Decode, describe and predict one batch; a bad input gets a row with its error."""
-        errors: list[str] = []
-        images = []
-        for item in batch:
-            if item.error is not None:
-                errors.append(item.error)
-                continue
-            working = load_working(
-                item.path,
-                self.preprocessing.size,
-                self.preprocessing.keep_aspect,
-                self.preprocessing.limits,
-            )
-            if working.pixels is None:
-                errors.append(f"{working.status}: {working.reason}")
-                continue
-            if working.status == "truncated":  # usable, as repair keeps it; worth saying
-                note = f"bonexray predict: note: {item.path}: {working.reason}"
-                tqdm.write(note, file=sys.stderr)
-            errors.append("")
-            images.append(working.pixels)
-        ok = np.array([e == "" for e in errors], dtype=bool)
-        size = self.preprocessing.size
-        working = np.stack(images) if images else np.zeros((0, size, size), np.uint8)
-        inputs = self.preprocessing.inputs(working) if images else np.zeros((0, 0), np.float32)
-        rows = pd.DataFrame(
-            {"path": [item.path for item in batch], "model": self.record.model}, dtype=object
+    def _load(self, item: Input) -> Working:
+        working = load_working(
+            item.path,
+            self.preprocessing.size,
+            self.preprocessing.keep_aspect,
+            self.preprocessing.limits,
         )
-        columns = region_columns(self.record.regions)
-        for column in [*columns, "p_fracture"]:
-            rows[column] = np.nan
-        rows["region"] = pd.Series([None] * len(batch), dtype=object)
-        rows["fracture"] = pd.array([pd.NA] * len(batch), dtype="Int8")
-        rows["error"] = errors
-        if images:
-            region, fracture = self.probabilities(working, inputs)
-            rows.loc[ok, columns] = region
-            rows.loc[ok, "p_fracture"] = fracture
-            rows.loc[ok, "region"] = np.asarray(self.record.regions, dtype=object)[
-                region.argmax(axis=1)
-            ]
+        if working.status == "truncated":  # usable, as repair keeps it; worth saying
+            note = f"bonexray predict: note: {display(item.path)}: {working.reason}"
+            tqdm.write(note, file=sys.stderr)
+        return working
+
+    def predict_batch(self, batch: Sequence[Input]) -> PredictedBatch:
+        """Decode, describe, gate and predict one batch. A bad input gets a row saying why;
+        an exception while handling one input fails that input's row only."""
+        rows = [_Row(display(item.path)) for item in batch]
+        loaded: dict[int, Working] = {}
+        for k, item in enumerate(batch):
+            if item.error is not None:
+                rows[k].fail(EMPTY_FOLDER, item.error)
+                continue
+            try:
+                working = self._load(item)
+                if working.pixels is None:
+                    rows[k].fail(working.status, working.reason)
+                    continue
+                rows[k].status, rows[k].colourfulness = working.status, working.colourfulness
+                if self.gate is not None:
+                    rows[k].assessment = self.gate.assess(working)
+                loaded[k] = working
+            except Exception as exc:  # a decoder or gate bug must not take the run down
+                rows[k].fail("error", _exception_text(exc))
+        positions = list(loaded)
+        size = self.preprocessing.size
+        working = np.zeros((0, size, size), np.uint8)
+        if positions:
+            working = np.stack([loaded[k].pixels for k in positions])
+        no_inputs = np.zeros((0, *self.preprocessing.item_shape), np.float32)
+        (inputs,), failed = _guarded(
+            lambda w: (self.preprocessing.inputs(w),), (working,), (no_inputs,)
+        )
+        working = np.delete(working, list(failed), axis=0)
+        positions = _drop(positions, failed, rows)
+        no_output = (np.zeros((0, len(self.record.regions))), np.zeros(0))
+        (region, fracture), failed = _guarded(self.probabilities, (working, inputs), no_output)
+        keep = [j for j in range(len(positions)) if j not in failed]
+        working, inputs = working[keep], inputs[keep]
+        ok_positions = _drop(positions, failed, rows)
+        labels = np.asarray(self.record.regions, dtype=object)
+        for j, k in enumerate(ok_positions):
             # The metrics module's convention: positive when p >= threshold.
-            rows.loc[ok, "fracture"] = (fracture >= self.record.threshold).astype(np.int8)
+            rows[k].call(region[j], labels[region[j].argmax()], fracture[j], self.record.threshold)
+        ok = np.zeros(len(batch), dtype=bool)
+        ok[ok_positions] = True
         return PredictedBatch(
             paths=[item.path for item in batch],
             ok=ok,
             working=working,
             inputs=inputs,
-            rows=rows[self.columns],
+            rows=self._frame(rows),
         )
+
+    def _frame(self, rows: Sequence[_Row]) -> pd.DataFrame:
+        columns = region_columns(self.record.regions)
+        frame = pd.DataFrame(
+            {"path": [r.path for r in rows], "model": self.record.model}, dtype=object
+        )
+        proba = np.array(
+            [r.region if r.region is not None else [np.nan] * len(columns) for r in rows],
+            dtype=np.float64,
+        ).reshape(len(rows), len(columns))
+        for c, column in enumerate(columns):
+            frame[column] = proba[:, c]
+        frame["region"] = pd.Series([r.label for r in rows], dtype=object)
+        frame["p_fracture"] = np.array([r.p_fracture for r in rows], dtype=np.float64)
+        frame["fracture"] = pd.array([r.fracture for r in rows], dtype="Int8")
+        frame["error"] = [r.error for r in rows]
+        frame["status"] = [r.status for r in rows]
+        frame["decision"] = [r.decision for r in rows]
+        frame["quality"] = [r.quality for r in rows]
+        frame["reason"] = [r.reason for r in rows]
+        frame["ood_score"] = np.array([r.ood_score for r in rows], dtype=np.float64)
+        frame["colourfulness"] = np.array([r.colourfulness for r in rows], dtype=np.float64)
+        return frame[self.columns]
+
+    def stream(
+        self,
+        paths: Iterable[str | Path],
+        on_batch: Callable[[PredictedBatch], None] | None = None,
+    ) -> Iterator[PredictedBatch]:
+        """Each batch as soon as it is predicted, in input order; progress on stderr."""
+        inputs = expand_inputs(paths)
+        with tqdm(
+            total=len(inputs), desc="predict", unit="img", file=sys.stderr, disable=None
+        ) as progress:
+            for start in range(0, len(inputs), self.batch_size):
+                batch = self.predict_batch(inputs[start : start + self.batch_size])
+                for path, error in zip(batch.rows["path"], batch.rows["error"], strict=True):
+                    if error:
+                        tqdm.write(f"bonexray predict: {path}: {error}", file=sys.stderr)
+                if on_batch is not None:
+                    on_batch(batch)
+                progress.update(len(batch.paths))
+                yield batch
 
     def run(
         self,
@@ -337,23 +432,88 @@ class Predictor:
         on_batch: Callable[[PredictedBatch], None] | None = None,
     ) -> pd.DataFrame:
         """One row per input image (folders expanded), in order; progress on stderr."""
-        inputs = expand_inputs(paths)
-        frames = []
-        with tqdm(
-            total=len(inputs), desc="predict", unit="img", file=sys.stderr, disable=None
-        ) as progress:
-            for start in range(0, len(inputs), self.batch_size):
-                batch = self.predict_batch(inputs[start : start + self.batch_size])
-                for path, error in zip(batch.paths, batch.rows["error"], strict=True):
-                    if error:
-                        tqdm.write(f"bonexray predict: {path}: {error}", file=sys.stderr)
-                if on_batch is not None:
-                    on_batch(batch)
-                frames.append(batch.rows)
-                progress.update(len(batch.paths))
+        frames = [batch.rows for batch in self.stream(paths, on_batch)]
         if not frames:
             return pd.DataFrame(columns=self.columns)
         return pd.concat(frames, ignore_index=True)
+
+
+@dataclass
+class _Row:
+    """One output row while its batch is worked on."""
+
+    path: str  # display form
+    status: str = ""
+    error: str = ""
+    reason: str = ""
+    decision: str = "failed"
+    assessment: Assessment | None = None  # of a decoded image, when gated
+    colourfulness: float | None = None
+    region: np.ndarray | None = None
+    label: str | None = None
+    p_fracture: float = np.nan
+    fracture: int | None = None
+
+    def fail(self, status: str, reason: str) -> None:
+        self.status, self.reason, self.error = status, reason, f"{status}: {reason}"
+        self.decision = "failed"
+
+    def call(self, region: np.ndarray, label: str, p_fracture: float, threshold: float) -> None:
+        self.region, self.p_fracture = region, float(p_fracture)
+        if self.assessment is not None and self.assessment.flags:
+            self.decision, self.reason = "withheld", "; ".join(self.assessment.reasons)
+            return
+        self.decision, self.label = "called", label
+        self.fracture = int(p_fracture >= threshold)
+
+    @property
+    def quality(self) -> str:
+        if self.assessment is None:
+            return ""
+        return ";".join(self.assessment.flags) or "ok"
+
+    @property
+    def ood_score(self) -> float:
+        score = None if self.assessment is None else self.assessment.ood_score
+        return np.nan if score is None else score
+
+
+def _exception_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _guarded(
+    fn: Callable[..., tuple[np.ndarray, ...]],
+    arrays: tuple[np.ndarray, ...],
+    empty: tuple[np.ndarray, ...],
+) -> tuple[tuple[np.ndarray, ...], dict[int, str]]:
+    """``fn`` over the whole batch; if it raises, over each item alone, so that one bad item
+    fails alone. Returns fn's outputs for the items that succeeded, in order (``empty``
+    when none did), and the errors by position in the batch."""
+    n = len(arrays[0])
+    if n == 0:
+        return empty, {}
+    try:
+        return fn(*arrays), {}
+    except Exception as exc:
+        if n == 1:
+            return empty, {0: _exception_text(exc)}
+    outputs, failed = [], {}
+    for k in range(n):
+        try:
+            outputs.append(fn(*(a[k : k + 1] for a in arrays)))
+        except Exception as exc:
+            failed[k] = _exception_text(exc)
+    if not outputs:
+        return empty, failed
+    return tuple(np.concatenate(parts) for parts in zip(*outputs, strict=True)), failed
+
+
+def _drop(positions: list[int], failed: Mapping[int, str], rows: list[_Row]) -> list[int]:
+    """Fail the rows at ``failed`` (indices into ``positions``); the positions left."""
+    for j, text in failed.items():
+        rows[positions[j]].fail("error", text)
+    return [k for j, k in enumerate(positions) if j not in failed]
 
 
 def overlay_writer(predictor: Predictor, out_dir: str | Path) -> Callable[[PredictedBatch], None]:
@@ -381,21 +541,63 @@ def overlay_writer(predictor: Predictor, out_dir: str | Path) -> Callable[[Predi
             for k, row in enumerate(np.flatnonzero(batch.ok)):
                 path = out_dir / f"{seen + row:05d}_{Path(batch.paths[row]).stem}.png"
                 gradcam.save_overlay(path, batch.working[k], maps[k])
-                batch.rows.loc[row, "explanation"] = str(path)
+                batch.rows.loc[row, "explanation"] = display(path)
         seen += len(batch.paths)
 
     return write
 
 
+class TableWriter:
+    """predict's rows as CSV, JSON Lines or one JSON array, written and flushed batch by
+    batch, so that whatever was predicted before a failure is on disk."""
+
+    def __init__(self, stream: TextIO, fmt: str, columns: Sequence[str]) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"output format must be one of {FORMATS}, got {fmt!r}")
+        self.stream, self.fmt, self.columns = stream, fmt, list(columns)
+        self.rows = 0
+        if fmt == "json":
+            self.stream.write("[")
+
+    def write(self, frame: pd.DataFrame) -> None:
+        frame = frame.reindex(columns=self.columns)
+        probabilities = [c for c in frame.columns if c.startswith("p_")]
+        frame[probabilities] = frame[probabilities].astype(float).round(DECIMALS)
+        if self.fmt == "csv":
+            text = frame.to_csv(index=False, header=self.rows == 0, lineterminator="\n")
+        else:
+            records = frame.to_json(orient="records", lines=True).splitlines() if len(frame) else []
+            if self.fmt == "jsonl":
+                text = "".join(f"{record}\n" for record in records)
+            else:  # a separator before every array element but the first
+                text = "".join(
+                    ("\n " if self.rows + k == 0 else ",\n ") + record
+                    for k, record in enumerate(records)
+                )
+        self.stream.write(text)
+        self.stream.flush()
+        self.rows += len(frame)
+
+    def close(self) -> None:
+        """Ends the JSON array (nothing to do for CSV and JSON Lines)."""
+        if self.fmt == "json":
+            self.stream.write("\n]\n" if self.rows else "]\n")
+            self.stream.flush()
+
+
+def format_for(out: str | Path | None, fmt: str | None) -> str:
+    """--format if given, else from --out's suffix (.jsonl, .json; anything else: csv)."""
+    if fmt is not None:
+        return fmt
+    suffix = Path(out).suffix.lower() if out is not None else ""
+    return {".jsonl": "jsonl", ".json": "json"}.get(suffix, "csv")
+
+
 def format_output(frame: pd.DataFrame, fmt: str) -> str:
-    """The prediction table as CSV or JSON (a list of row objects; missing values null)."""
-    if fmt not in FORMATS:
-        raise ValueError(f"output format must be one of {FORMATS}, got {fmt!r}")
-    frame = frame.copy()
-    probabilities = [c for c in frame.columns if c.startswith("p_")]
-    frame[probabilities] = frame[probabilities].astype(float).round(DECIMALS)
-    if fmt == "json":
-        return frame.to_json(orient="records", indent=2) + "\n"
+    """The prediction table as CSV, JSON Lines or JSON (a list of row objects; missing
+    values null)."""
     out = io.StringIO()
-    frame.to_csv(out, index=False, lineterminator="\n")
+    writer = TableWriter(out, fmt, list(frame.columns))
+    writer.write(frame)
+    writer.close()
     return out.getvalue()
