@@ -108,7 +108,8 @@ def main() -> None:
     for k in range(0, 21, 2):
         missed = int(((d <= k) & (p > settings.near_duplicate_distance)).sum())
         print(f"  <= {k:2d}: {int((d <= k).sum()):6d} / {missed}")
-    print(f"pHash <= {settings.near_duplicate_distance}: {int((p <= 6).sum())} pairs")
+    phash_links = int((p <= settings.near_duplicate_distance).sum())
+    print(f"pHash <= {settings.near_duplicate_distance}: {phash_links} pairs")
 
     started = time.perf_counter()
     thumbs = split.pixel_thumbnails(reader, settings.pixel_check.thumb_side)
