@@ -1,9 +1,9 @@
 """census stage: list every file of every source (and every stray file under data/), hash
 and decode each one, and write the census table, its metrics and a count plot.
 
-Reads params.yaml `sources` (what to list), `census` (workers, phash_size, draft_size) and
-`decode` (imaging.Limits). One row per file: unreadable, truncated or non-image files are
-rows with a status and a reason, never skipped.
+Reads params.yaml `sources` (what to list), `census` (workers, phash_size, dhash_size,
+draft_size, follow_outside_links) and `decode` (imaging.Limits). One row per file:
+unreadable, truncated or non-image files are rows with a status and a reason, never skipped.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """split stage: train/val/test, stratified on region x fracture, grouped against leakage.
 
 Reads params: seed, taxonomy, split. Exit status 1 when the split would leak (the metrics
-are written for diagnosis, the table is not).
+are written for diagnosis, the table is not). The independent pixel check on the repair
+shards only warns, naming the pairs it finds (bonexray.data.split.make_split says why).
 """
 
 from __future__ import annotations
@@ -12,24 +13,28 @@ from pathlib import Path
 
 import pandas as pd
 
-from bonexray.data.split import LeakageError, check_no_leakage, make_split
+from bonexray.data.split import (
+    LeakageError,
+    Settings,
+    check_no_leakage,
+    make_split,
+    pixel_thumbnails,
+)
 from bonexray.data.taxonomy import Taxonomy
 from bonexray.io import jsonfile, stage
-from bonexray.io.params import section
 from bonexray.io.shards import ShardReader
 
 
 def run(args, params) -> int:
-    options = section(params, "split")
+    settings = Settings.from_params(params)
     started = time.perf_counter()
+    repair = ShardReader(args.repair)
     table, metrics = make_split(
         pd.read_parquet(args.census),
-        ShardReader(args.repair).index,
+        repair.index,
         Taxonomy.from_params(params),
-        fractions=options["fractions"],
-        near_duplicate_distance=int(options["near_duplicate_distance"]),
-        group_by_patient=bool(options["group_by_patient"]),
-        seed=int(section(params, "seed")),
+        settings,
+        pixel_thumbnails(repair, settings.pixel_check.thumb_side),
     )
     jsonfile.write(args.metrics, metrics)
     try:
@@ -43,7 +48,8 @@ def run(args, params) -> int:
     groups = metrics["groups"]
     print(
         f"split: {metrics['counts']} from {groups['count']} groups (largest {groups['largest']}), "
-        f"leakage 0, {time.perf_counter() - started:.1f} s"
+        f"leakage 0, pixel check {metrics['pixel_leakage']['cross_split_pairs']} cross-split "
+        f"pairs, {time.perf_counter() - started:.1f} s"
     )
     return 0
 

@@ -58,6 +58,7 @@ PARAMS = {
     "split": {
         "fractions": {"train": 0.6, "val": 0.2, "test": 0.2},
         "near_duplicate_distance": 6,
+        "dhash_distance": 12,
         "group_by_patient": True,
     },
     "evaluate": {

@@ -7,18 +7,28 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from paths import REPO
+from PIL import Image
 
+from bonexray.data import census as census_module
+from bonexray.data.resize import to_working
 from bonexray.data.split import (
     LeakageError,
+    PixelCheck,
+    Settings,
     check_no_leakage,
     count_leaks,
+    count_pixel_leaks,
     fold_plan,
     join_inputs,
     make_split,
     near_duplicate_pairs,
+    pixel_thumbnails,
     strata,
 )
 from bonexray.data.taxonomy import Taxonomy
+from bonexray.io.params import ParamsError, load
+from bonexray.io.shards import ShardReader, ShardWriter
 
 TAXONOMY = Taxonomy.from_params(
     {
@@ -31,6 +41,10 @@ TAXONOMY = Taxonomy.from_params(
 )
 FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
 DISTANCE = 6
+DHASH_DISTANCE = 12
+DISTANCES = {"near_duplicate": DISTANCE, "near_duplicate_dhash": DHASH_DISTANCE}
+PIXEL_CHECK = PixelCheck(thumb_side=32, dark_level=48, min_correlation=0.99)
+WORKING = 64  # working size of the shards these tests write
 
 
 def hex64(value: int) -> str:
@@ -43,10 +57,17 @@ def flip_bits(value: int, k: int, rng: np.random.Generator) -> int:
     return value
 
 
+def flip_hex(hex_hash: str, k: int, seed: int = 5) -> str:
+    """hex_hash with k of its bits flipped."""
+    bits = np.unpackbits(np.frombuffer(bytes.fromhex(hex_hash), dtype=np.uint8))
+    bits[np.random.default_rng(seed).choice(len(bits), size=k, replace=False)] ^= 1
+    return np.packbits(bits).tobytes().hex()
+
+
 def random_images(n: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A census and repair index of n unrelated images (random 64-bit hashes are ~32 bits
-    apart, so none are near duplicates) with skewed region x fracture classes, the
-    smallest (hip|1) about 3%."""
+    """A census and repair index of n unrelated images (random 64-bit pHashes are ~32 bits
+    apart, 256-bit dHashes ~128, so none are near duplicates) with skewed region x fracture
+    classes, the smallest (hip|1) about 3%."""
     rng = np.random.default_rng(seed)
     census = pd.DataFrame(
         {
@@ -54,6 +75,7 @@ def random_images(n: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
             "source": "clinic",
             "sha256": [f"sha{i}" for i in range(n)],
             "phash": [hex64(int(v)) for v in rng.integers(0, 2**63, n)],
+            "dhash": [rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex() for _ in range(n)],
             "region_raw": pd.array(
                 rng.choice(
                     ["hand", "wrist", "leg", "hip", "mixed", None],
@@ -72,15 +94,23 @@ def random_images(n: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     return census, repair
 
 
-def run(census: pd.DataFrame, repair: pd.DataFrame, seed: int = 42, **kwargs):
+def run(
+    census: pd.DataFrame,
+    repair: pd.DataFrame,
+    seed: int = 42,
+    thumbnails: np.ndarray | None = None,
+    **kwargs,
+):
     options = {
         "fractions": FRACTIONS,
         "near_duplicate_distance": DISTANCE,
+        "dhash_distance": DHASH_DISTANCE,
         "group_by_patient": True,
         "seed": seed,
+        "pixel_check": PIXEL_CHECK,
         **kwargs,
     }
-    return make_split(census, repair, TAXONOMY, **options)
+    return make_split(census, repair, TAXONOMY, Settings(**options), thumbnails)
 
 
 def split_of(table: pd.DataFrame) -> dict[str, str]:
@@ -229,22 +259,24 @@ def test_independent_check_catches_a_leaky_split():
         flip_bits(int(census.loc[4, "phash"], 16), 3, np.random.default_rng(4))
     )
     census["patient_id"] = pd.array([None] * 6 + ["p1", "p1", "p1"] + [None] * 291, dtype="string")
+    census.loc[11, "dhash"] = flip_hex(census.loc[10, "dhash"], DHASH_DISTANCE)
     table, metrics = run(census, repair)
     frame = join_inputs(census, repair)
-    assert count_leaks(frame, table["split"], DISTANCE, True)["total"] == 0
+    assert count_leaks(frame, table["split"], DISTANCES, True)["total"] == 0
     check_no_leakage(metrics["leakage"])
 
     leaky = table["split"].to_numpy(dtype=object).copy()
-    for first, second in ((0, 1), (2, 3), (4, 5), (6, 7)):
+    for first, second in ((0, 1), (2, 3), (4, 5), (6, 7), (10, 11)):
         leaky[second] = "test" if leaky[first] != "test" else "val"
-    leaks = count_leaks(frame, leaky, DISTANCE, True)
+    leaks = count_leaks(frame, leaky, DISTANCES, True)
     assert leaks == {
         "sha256": 1,
         "pixel_sha256": 1,
         "patient": 2,
         "study": 0,
         "near_duplicate": 1,
-        "total": 5,
+        "near_duplicate_dhash": 1,
+        "total": 6,
     }
     with pytest.raises(LeakageError, match="near_duplicate: 1 pairs"):
         check_no_leakage(leaks)
@@ -318,3 +350,164 @@ def test_warns_when_one_group_is_larger_than_a_fold():
     census.loc[:59, "sha256"] = "one-file-copied-60-times"
     with pytest.warns(UserWarning, match="one group holds 60 of 200 images"):
         run(census, repair)
+
+
+# ---------------------------------------------------------------------------- second hash
+
+
+def smooth_image(seed: int, side: int = 256, grid: int = 8) -> np.ndarray:
+    """A smooth random uint8 picture: a grid x grid random field, bicubic-enlarged."""
+    rng = np.random.default_rng(seed)
+    field = Image.fromarray(rng.integers(0, 256, (grid, grid), dtype=np.uint8))
+    return np.asarray(field.resize((side, side), Image.Resampling.BICUBIC))
+
+
+def bits_apart(a: str, b: str) -> int:
+    return bin(int(a, 16) ^ int(b, 16)).count("1")
+
+
+def hashes(image: np.ndarray) -> tuple[str, str]:
+    """The census's pHash (64 bits) and dHash (256 bits) of an image."""
+    return census_module.perceptual_hash(image, 8), census_module.difference_hash(image, 16)
+
+
+def test_dhash_links_a_reframed_copy_that_phash_misses_and_vice_versa():
+    original = smooth_image(1)
+    reframed = original.copy()
+    reframed[-32:] = 0  # a black band over the bottom eighth, as on FracAtlas's re-framed films
+    shifted = np.roll(smooth_image(2), 2, axis=1)  # moved 2 px sideways
+    p_orig, d_orig = hashes(original)
+    p_reframed, d_reframed = hashes(reframed)
+    p_other, d_other = hashes(smooth_image(2))
+    p_shifted, d_shifted = hashes(shifted)
+    # The crafted edits: each hash misses the copy that the other catches.
+    reframed_d = bits_apart(d_orig, d_reframed)
+    assert bits_apart(p_orig, p_reframed) > DISTANCE and reframed_d <= DHASH_DISTANCE
+    assert bits_apart(p_other, p_shifted) <= DISTANCE
+    assert bits_apart(d_other, d_shifted) > DHASH_DISTANCE
+
+    census, repair = random_images(300)
+    census.loc[0:3, "phash"] = [p_orig, p_reframed, p_other, p_shifted]
+    census.loc[0:3, "dhash"] = [d_orig, d_reframed, d_other, d_shifted]
+    table, metrics = run(census, repair)
+    group = table["group"].tolist()
+    assert group[0] == group[1] and group[2] == group[3] and group[0] != group[2]
+    assert table.loc[0, "split"] == table.loc[1, "split"]
+    assert table.loc[2, "split"] == table.loc[3, "split"]
+    assert metrics["groups"]["links"]["near_duplicate_dhash"] == 1
+    assert metrics["groups"]["links"]["near_duplicate"] == 1
+    assert metrics["leakage"]["total"] == 0
+
+    # One bit under the pair's distance the dHash no longer links it.
+    table, metrics = run(census, repair, dhash_distance=reframed_d - 1)
+    assert table.loc[0, "group"] != table.loc[1, "group"]
+    assert metrics["groups"]["links"]["near_duplicate_dhash"] == 0
+
+
+def test_census_difference_hash_is_exact_and_from_the_same_decode(tmp_path):
+    # uint8 in, PIL's fixed-point 8-bit resize, then comparisons: integer work throughout.
+    image = smooth_image(3, side=200)
+    expected = "0e1818181078f0f0e187e387fe673e673be3e3e067f8c638463c0638387838f8"
+    assert census_module.difference_hash(image, 16) == expected
+    # The definition, by hand: is each pixel of a 17 x 16 thumbnail brighter than its left
+    # neighbour, row by row, most significant bit first.
+    thumb = np.asarray(
+        Image.fromarray(image).resize((17, 16), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    ).astype(np.int16)
+    assert np.packbits(thumb[:, 1:] > thumb[:, :-1]).tobytes().hex() == expected
+    assert len(census_module.difference_hash(image, 8)) == 16  # 64 bits
+    Image.fromarray(image).save(tmp_path / "x.png")
+    row = census_module.probe(tmp_path / "x.png", census_module.Settings(dhash_size=16))
+    assert row["dhash"] == census_module.difference_hash(image, 16)
+    assert row["phash"] == census_module.perceptual_hash(image, 8)
+    assert census_module.COLUMNS["dhash"] == "string"
+    columns = list(census_module.COLUMNS)
+    assert columns.index("dhash") == columns.index("phash") + 1
+
+
+# ---------------------------------------------------------------------------- pixel check
+
+
+def write_shards(directory, images: list[np.ndarray], ids: list[str]) -> ShardReader:
+    """Real repair-style shards: each image letterboxed to WORKING px by resize.to_working."""
+    with ShardWriter(
+        directory, (WORKING, WORKING), np.uint8, 128, meta={"size": WORKING, "keep_aspect": True}
+    ) as writer:
+        for item_id, image in zip(ids, images, strict=True):
+            height, width = image.shape
+            writer.add(item_id, to_working(image, WORKING), orig_width=width, orig_height=height)
+    return ShardReader(directory)
+
+
+def unrelated_films(n: int) -> list[np.ndarray]:
+    """n independent detailed pictures of assorted aspect ratios (portrait, landscape)."""
+    films = []
+    for k in range(n):
+        picture = smooth_image(1000 + k, side=240, grid=16)
+        films.append(picture[:, : 160 + (k % 5) * 20] if k % 2 else picture[: 180 + k % 3 * 20])
+    return films
+
+
+def test_thumbnails_cover_the_image_not_its_letterbox(tmp_path):
+    flat = np.full((60, 150), 200, dtype=np.uint8)  # a wide image: bands above and below
+    reader = write_shards(tmp_path / "shards", [flat], ["wide"])
+    assert (reader[0] == 0).any()  # the canvas has its padding
+    thumbs = pixel_thumbnails(reader, 32)
+    assert thumbs.shape == (1, 32, 32) and np.allclose(thumbs, 200, atol=1)
+
+
+def test_pixel_check_catches_a_planted_pair_the_grouping_did_not_link(tmp_path):
+    census, repair = random_images(300)
+    first, _ = run(census, repair)  # the split does not depend on the pixels
+    a = 0
+    b = int(np.flatnonzero(first["split"].to_numpy() != first.loc[a, "split"])[0])
+    films = unrelated_films(300)
+    # b: film a re-exposed (less contrast, a brighter floor) and saved at another size.
+    copy = np.clip(films[a].astype(np.float32) * 0.7 + 40, 0, 255).astype(np.uint8)
+    films[b] = np.asarray(Image.fromarray(copy).resize((200, 150), Image.Resampling.BILINEAR))
+    thumbs = pixel_thumbnails(write_shards(tmp_path / "shards", films, list(repair["id"])), 32)
+
+    with pytest.warns(UserWarning, match=rf"pixel check: 1 cross-split pairs.*img{b:05d}"):
+        table, metrics = run(census, repair, thumbnails=thumbs)
+    assert table.loc[a, "group"] != table.loc[b, "group"]  # no hash links them
+    assert metrics["leakage"]["total"] == 0  # the union-find is consistent all the same
+    assert metrics["pixel_leakage"] == {"cross_split_pairs": 1}
+    count, pairs, correlation = count_pixel_leaks(thumbs, table["split"], PIXEL_CHECK)
+    assert count == 1 and set(map(int, pairs[0])) == {a, b}
+    assert correlation[0] >= PIXEL_CHECK.min_correlation
+    # All in one split, nothing crosses; at a stricter threshold than the pair, no match.
+    assert count_pixel_leaks(thumbs, ["train"] * 300, PIXEL_CHECK)[0] == 0
+    strict = PixelCheck(32, 48, min_correlation=float(np.nextafter(correlation[0], 2)))
+    assert count_pixel_leaks(thumbs, table["split"], strict)[0] == 0
+
+    # Once a link joins them (here: the same bytes), the check finds nothing.
+    census.loc[b, "sha256"] = census.loc[a, "sha256"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table, metrics = run(census, repair, thumbnails=thumbs)
+    assert table.loc[a, "split"] == table.loc[b, "split"]
+    assert metrics["pixel_leakage"] == {"cross_split_pairs": 0}
+
+
+# ---------------------------------------------------------------------------- params
+
+
+def test_settings_are_read_from_params_yaml():
+    params = load(REPO / "params.yaml")
+    settings = Settings.from_params(params)
+    split = params["split"]
+    assert settings.near_duplicate_distance == split["near_duplicate_distance"]
+    assert settings.dhash_distance == split["dhash_distance"]
+    assert settings.pixel_check == PixelCheck(**split["pixel_check"])
+    assert settings.hash_distances == {
+        "near_duplicate": split["near_duplicate_distance"],
+        "near_duplicate_dhash": split["dhash_distance"],
+    }
+    assert settings.seed == params["seed"]
+    assert census_module.Settings.from_params(params).dhash_size == params["census"]["dhash_size"]
+
+    del params["split"]["dhash_distance"]
+    with pytest.raises(ParamsError, match="split.dhash_distance"):
+        Settings.from_params(params)
+    with pytest.raises(ParamsError, match="thumb_side: 40 is not a multiple of 16"):
+        PixelCheck(thumb_side=40, dark_level=32, min_correlation=0.98)

@@ -3,7 +3,8 @@
 Every configured source is listed by its adapter; every other file under the data root is
 listed too (role "unassigned"), so the table never has fewer rows than there are files.
 Each file is read once: sha256 of its bytes, a full decode (imaging.decode_bytes, JPEGs at
-reduced scale), and a perceptual hash of the decoded image for near-duplicate grouping.
+reduced scale), and two hashes of the decoded image for near-duplicate grouping: a DCT
+perceptual hash and a difference hash, which fail on different edits (split.py).
 The table is sorted by id and written so that the same input gives identical bytes.
 
 Two verdicts come from the path alone, before any decode (imaging.REFUSED_BY_CENSUS):
@@ -57,6 +58,7 @@ COLUMNS: dict[str, str] = {
     "size_bytes": "Int64",
     "sha256": "string",
     "phash": "string",
+    "dhash": "string",
     "width": "Int64",
     "height": "Int64",
     "mode": "string",
@@ -99,6 +101,7 @@ class Settings:
 
     workers: int = 1
     phash_size: int = 8
+    dhash_size: int = 16
     draft_size: int | None = 128
     limits: imaging.Limits = imaging.Limits()
     follow_outside_links: bool = False
@@ -109,6 +112,7 @@ class Settings:
         return cls(
             workers=int(census.get("workers", cls.workers)),
             phash_size=int(census.get("phash_size", cls.phash_size)),
+            dhash_size=int(census.get("dhash_size", cls.dhash_size)),
             draft_size=census.get("draft_size", cls.draft_size),
             limits=imaging.Limits.from_params(params),
             follow_outside_links=bool(census.get("follow_outside_links", cls.follow_outside_links)),
@@ -185,11 +189,14 @@ def probe(path: str | Path, settings: Settings) -> dict[str, Any]:
             limits=settings.limits,
             draft=draft,
         )
-    phash = None if decoded.gray is None else perceptual_hash(decoded.gray, settings.phash_size)
+    gray = decoded.gray
+    phash = None if gray is None else perceptual_hash(gray, settings.phash_size)
+    dhash = None if gray is None else difference_hash(gray, settings.dhash_size)
     return {
         "size_bytes": None if data is None else len(data),
         "sha256": None if data is None else hashlib.sha256(data).hexdigest(),
         "phash": phash,
+        "dhash": dhash,
         "width": decoded.width,
         "height": decoded.height,
         "mode": decoded.mode,
@@ -201,13 +208,23 @@ def probe(path: str | Path, settings: Settings) -> dict[str, Any]:
     }
 
 
+def _thumbnail(gray: np.ndarray, width: int, height: int) -> Image.Image:
+    """The 8-bit image at imagehash's own input size, so that its resize is only a copy."""
+    return Image.fromarray(imaging.to_uint8(gray)).resize(
+        (width, height), Image.Resampling.LANCZOS, reducing_gap=PHASH_REDUCING_GAP
+    )
+
+
 def perceptual_hash(gray: np.ndarray, hash_size: int) -> str:
     """imagehash.phash (hash_size**2 bits, hex) of a decoded grayscale image."""
     side = 4 * hash_size  # imagehash's own input size (highfreq_factor=4)
-    thumb = Image.fromarray(imaging.to_uint8(gray)).resize(
-        (side, side), Image.Resampling.LANCZOS, reducing_gap=PHASH_REDUCING_GAP
-    )
-    return str(imagehash.phash(thumb, hash_size=hash_size))  # its own resize is now a copy
+    return str(imagehash.phash(_thumbnail(gray, side, side), hash_size=hash_size))
+
+
+def difference_hash(gray: np.ndarray, hash_size: int) -> str:
+    """imagehash.dhash (hash_size**2 bits, hex): signs of horizontal brightness steps."""
+    thumb = _thumbnail(gray, hash_size + 1, hash_size)  # imagehash's own input size
+    return str(imagehash.dhash(thumb, hash_size=hash_size))
 
 
 def _probe_task(task: tuple[str, Settings]) -> dict[str, Any]:
@@ -288,11 +305,14 @@ def _unread(refused: tuple[str, str] | None) -> bool:
     return refused is not None and refused[0] == "outside_link"
 
 
+_UNREAD_COLUMNS = ("size_bytes", "sha256", "phash", "dhash", "width", "height", "mode")
+_UNREAD_COLUMNS += ("bit_depth", "format")
+
+
 def _refused_record(status: str, reason: str) -> dict[str, Any]:
     """probe()'s columns for a file census does not open."""
     return {
-        **dict.fromkeys(("size_bytes", "sha256", "phash", "width", "height", "mode")),
-        **dict.fromkeys(("bit_depth", "format")),
+        **dict.fromkeys(_UNREAD_COLUMNS),
         "status": status,
         "reason": reason,
         "truncated": False,

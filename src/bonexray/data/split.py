@@ -5,8 +5,11 @@ Images that must never sit in different splits are joined into one group:
 * exact duplicates: the same file bytes (``sha256``) or the same working-size pixels
   (``pixel_sha256``, from ``repair``: catches re-encodes and copies at another size that
   letterbox to identical pixels);
-* near duplicates: perceptual hashes within ``near_duplicate_distance`` bits (crops,
-  re-exposures, augmented copies: the leakage of the study this project reproduces);
+* near duplicates (crops, re-exposures, augmented copies: the leakage of the study this
+  project reproduces), by two views of census's decode that fail on different edits: the
+  DCT perceptual hash within ``near_duplicate_distance`` bits, or the difference hash
+  within ``dhash_distance`` bits (on FracAtlas it links a re-exposed pelvis and two
+  re-framed films that the pHash puts 8-20 bits apart);
 * with ``group_by_patient``: one patient, and one study, per group.
 
 Groups are the connected components of the graph of those links (a union-find), so
@@ -14,40 +17,61 @@ linking is transitive. Whole groups are then dealt to folds by scikit-learn's
 ``StratifiedGroupKFold`` and the folds to splits by the configured fractions
 (0.6/0.2/0.2 -> 5 folds dealt 3/1/1).
 
-:func:`count_leaks` re-checks the result independently: it recomputes every linked pair
-from the raw columns, by different code paths and without reading the group ids, and
-counts the pairs that straddle two splits.
+:func:`count_leaks` re-checks the result: it recomputes every linked pair from the raw
+columns, by different code paths and without reading the group ids, and counts the pairs
+that straddle two splits (a consistency check of the union-find: must be 0).
+:func:`count_pixel_leaks` is the independent check of the linking itself: from repair's
+working-size pixels (not census's decode), it correlates small thumbnails over the
+pixels both images expose, and counts cross-split pairs above ``pixel_check``'s own
+threshold. It measures what both hashes missed, with its own false positives, so the
+stage reports it and warns rather than fails.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import StratifiedGroupKFold
 
+from bonexray.data.resize import letterbox_geometry
 from bonexray.data.taxonomy import Taxonomy
 from bonexray.errors import ConfigError
 from bonexray.io.labels import SPLITS
-from bonexray.io.params import ParamsError
+from bonexray.io.params import ParamsError, section
+from bonexray.io.shards import ShardReader
 
 EXACT_KEYS = ("sha256", "pixel_sha256")
 UNKNOWN_REGION = "unknown"
 MAX_FOLDS = 20
 # Rows x columns of one block of the all-pairs Hamming computation (bounds memory).
 PAIR_BLOCK_CELLS = 4_000_000
+# Near-duplicate link kind -> the census hash column it compares.
+HASH_LINKS = {"near_duplicate": "phash", "near_duplicate_dhash": "dhash"}
+# The pixel check first keeps cross-split pairs whose 16 x 16 block means correlate at
+# least this well (matrix products), then computes the masked correlation at the full
+# thumbnail size on those only. On FracAtlas (benchmarks/split_leakage.py, every pair
+# down to a coarse 0.6) the pairs at a masked correlation >= 0.99 all have a coarse one
+# >= 0.99, those >= 0.95 one >= 0.84; 0.5% of pairs pass the cut.
+COARSE_SIDE = 16
+COARSE_MIN_CORRELATION = 0.9
+# A masked correlation over less than this share of the thumbnail is noise, not a match.
+MIN_SHARED_SHARE = 1 / 16
 
 CENSUS_COLUMNS = (
     "id",
     "source",
     "sha256",
     "phash",
+    "dhash",
     "region_raw",
     "fracture",
     "hardware",
@@ -59,6 +83,64 @@ REPAIR_COLUMNS = ("id", "pixel_sha256")
 
 class LeakageError(ConfigError, RuntimeError):
     """The split puts linked images (duplicates, one patient) in different splits."""
+
+
+@dataclass(frozen=True)
+class PixelCheck:
+    """params.yaml `split.pixel_check`: the independent leakage check on repair's pixels."""
+
+    thumb_side: int  # thumbnail side in pixels; a multiple of COARSE_SIDE
+    dark_level: int  # pixels at or below this (0-255) in either image are left out
+    min_correlation: float  # masked correlation at which two images count as one film
+
+    def __post_init__(self) -> None:
+        if self.thumb_side < COARSE_SIDE or self.thumb_side % COARSE_SIDE:
+            raise ParamsError(
+                f"split.pixel_check.thumb_side: {self.thumb_side} is not a multiple of "
+                f"{COARSE_SIDE}"
+            )
+        if not 0 <= self.dark_level < 255:
+            raise ParamsError(f"split.pixel_check.dark_level: {self.dark_level} not in 0..254")
+        if not -1 <= self.min_correlation <= 1:
+            raise ParamsError(
+                f"split.pixel_check.min_correlation: {self.min_correlation} not in -1..1"
+            )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """params.yaml `seed` and `split:`."""
+
+    fractions: Mapping[str, float]
+    near_duplicate_distance: int  # pHash bits
+    dhash_distance: int  # dHash bits
+    group_by_patient: bool
+    seed: int
+    pixel_check: PixelCheck
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> Settings:
+        check = section(params, "split.pixel_check")
+        return cls(
+            fractions=dict(section(params, "split.fractions")),
+            near_duplicate_distance=int(section(params, "split.near_duplicate_distance")),
+            dhash_distance=int(section(params, "split.dhash_distance")),
+            group_by_patient=bool(section(params, "split.group_by_patient")),
+            seed=int(section(params, "seed")),
+            pixel_check=PixelCheck(
+                thumb_side=int(section(check, "thumb_side")),
+                dark_level=int(section(check, "dark_level")),
+                min_correlation=float(section(check, "min_correlation")),
+            ),
+        )
+
+    @property
+    def hash_distances(self) -> dict[str, int]:
+        """Near-duplicate link kind -> its Hamming threshold (HASH_LINKS gives the column)."""
+        return {
+            "near_duplicate": self.near_duplicate_distance,
+            "near_duplicate_dhash": self.dhash_distance,
+        }
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -174,17 +256,19 @@ def link_keys(frame: pd.DataFrame, group_by_patient: bool) -> dict[str, pd.Serie
 
 
 def duplicate_groups(
-    frame: pd.DataFrame, near_duplicate_distance: int, group_by_patient: bool
+    frame: pd.DataFrame, hash_distances: Mapping[str, int], group_by_patient: bool
 ) -> tuple[np.ndarray, dict[str, int]]:
-    """Group id per row (first-appearance order) and how many links each kind made."""
+    """Group id per row (first-appearance order) and how many links each kind made.
+
+    ``hash_distances``: near-duplicate link kind (HASH_LINKS) -> its Hamming threshold.
+    """
     n = len(frame)
     edges = {kind: _key_edges(keys) for kind, keys in link_keys(frame, group_by_patient).items()}
-    has_hash = frame["phash"].notna().to_numpy()
-    hashed_rows = np.flatnonzero(has_hash)
-    near = near_duplicate_pairs(
-        frame["phash"][has_hash].astype(str).tolist(), near_duplicate_distance
-    )
-    edges["near_duplicate"] = hashed_rows[near] if len(near) else near
+    for kind, max_distance in hash_distances.items():
+        hashes = frame[HASH_LINKS[kind]]
+        hashed_rows = np.flatnonzero(hashes.notna().to_numpy())
+        near = near_duplicate_pairs(hashes.iloc[hashed_rows].astype(str).tolist(), max_distance)
+        edges[kind] = hashed_rows[near] if len(near) else near
     every = np.concatenate(list(edges.values())) if edges else np.empty((0, 2), dtype=np.int64)
     graph = coo_matrix((np.ones(len(every)), (every[:, 0], every[:, 1])), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
@@ -223,7 +307,7 @@ def assign_splits(
     if n_groups < n_folds:
         raise ConfigError(
             f"only {n_groups} independent groups of images; the fractions need {n_folds} "
-            "folds. Add images or set split.group_by_patient / near_duplicate_distance looser."
+            "folds. Add images, or set split.group_by_patient false or the hash distances lower."
         )
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     fold = np.empty(len(groups), dtype=np.int64)
@@ -276,24 +360,134 @@ def _cross_pairs_near(hex_hashes: pd.Series, split: np.ndarray, max_distance: in
 def count_leaks(
     frame: pd.DataFrame,
     split: Sequence[str],
-    near_duplicate_distance: int,
+    hash_distances: Mapping[str, int],
     group_by_patient: bool,
 ) -> dict[str, int]:
     """Pairs of linked images that sit in different splits, per kind, and their total.
 
-    Independent of :func:`duplicate_groups`: reads only the raw columns and the split,
-    never the group ids, and counts pairs by other means (cross-tabulation, and a bit
-    matrix product instead of XOR/popcount), so a bug in the grouping cannot hide here.
-    Only the definition of the keys (:func:`link_keys`) is shared.
+    Independent of :func:`duplicate_groups`' code: reads only the raw columns and the
+    split, never the group ids, and counts pairs by other means (cross-tabulation, and a
+    bit matrix product instead of XOR/popcount), so a bug in the grouping cannot hide
+    here. Only the definition of the links (:func:`link_keys`, the thresholds) is shared.
     """
     split = np.asarray(split, dtype=object)
     leaks = {
         kind: _cross_pairs_equal_keys(keys, split)
         for kind, keys in link_keys(frame, group_by_patient).items()
     }
-    leaks["near_duplicate"] = _cross_pairs_near(frame["phash"], split, near_duplicate_distance)
+    for kind, max_distance in hash_distances.items():
+        leaks[kind] = _cross_pairs_near(frame[HASH_LINKS[kind]], split, max_distance)
     leaks["total"] = sum(leaks.values())
     return leaks
+
+
+def pixel_thumbnails(reader: ShardReader, side: int, batch: int = 1024) -> np.ndarray:
+    """(n, side, side) float32 block means of each working image's content, in index order.
+
+    Only the part of the canvas the image covers (letterbox geometry from the index's
+    original size, one pixel inset against rounding) is reduced, so that the padding does
+    not make any two images of the same aspect ratio look alike.
+    """
+    index, size = reader.index, int(reader.meta["size"])
+    keep_aspect = bool(reader.meta["keep_aspect"])
+    out = np.empty((len(index), side, side), np.float32)
+    widths, heights = index["orig_width"].to_numpy(), index["orig_height"].to_numpy()
+    positions = np.arange(len(index))
+    for start, pixels in zip(
+        range(0, len(index), batch), reader.iter_batches(positions, batch), strict=True
+    ):
+        for k, image in enumerate(pixels, start):
+            box = letterbox_geometry(int(widths[k]), int(heights[k]), size)
+            inset = 1 if keep_aspect and min(box.width, box.height) > 2 else 0
+            if keep_aspect:
+                image = image[
+                    box.top + inset : box.top + box.height - inset,
+                    box.left + inset : box.left + box.width - inset,
+                ]
+            thumb = Image.fromarray(image).convert("F").resize((side, side), Image.Resampling.BOX)
+            out[k] = np.asarray(thumb)
+    return out
+
+
+def _min_shared(n_pixels: int) -> int:
+    return max(1, int(n_pixels * MIN_SHARED_SHARE))
+
+
+def masked_correlation(
+    thumbnails: np.ndarray, shown: np.ndarray, pairs: np.ndarray, block: int = 4096
+) -> np.ndarray:
+    """Pearson correlation of each pair's thumbnails over the pixels both ``shown``
+    (brighter than the dark level): black background, letterbox and a burnt-in black band
+    (a film re-framed or re-exported with a strip) do not count. 0 where they share too few.
+    """
+    flat = thumbnails.reshape(len(thumbnails), -1).astype(np.float64)
+    mask = shown.reshape(len(shown), -1)
+    out = np.zeros(len(pairs))
+    for start in range(0, len(pairs), block):
+        first, second = pairs[start : start + block, 0], pairs[start : start + block, 1]
+        a, b, both = flat[first], flat[second], mask[first] & mask[second]
+        count = both.sum(axis=1, keepdims=True)
+        mean_a = (a * both).sum(axis=1, keepdims=True) / np.maximum(count, 1)
+        mean_b = (b * both).sum(axis=1, keepdims=True) / np.maximum(count, 1)
+        a, b = np.where(both, a - mean_a, 0.0), np.where(both, b - mean_b, 0.0)
+        denominator = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+        valid = (count[:, 0] >= _min_shared(flat.shape[1])) & (denominator > 0)
+        out[start : start + len(a)][valid] = (a * b).sum(axis=1)[valid] / denominator[valid]
+    return out
+
+
+def _masked_correlation_matrix(
+    values_a: np.ndarray, shown_a: np.ndarray, values_b: np.ndarray, shown_b: np.ndarray
+) -> np.ndarray:
+    """:func:`masked_correlation` of every row of a with every row of b, from six matrix
+    products of the masked sums (values centred on 128 first, against cancellation)."""
+    ma, mb = shown_a.astype(np.float64), shown_b.astype(np.float64)
+    va, vb = (values_a - 128.0) * ma, (values_b - 128.0) * mb
+    count = ma @ mb.T
+    sum_a, sum_b = va @ mb.T, ma @ vb.T
+    safe = np.maximum(count, 1)
+    covariance = va @ vb.T - sum_a * sum_b / safe
+    variance = ((va * va) @ mb.T - sum_a**2 / safe) * (ma @ (vb * vb).T - sum_b**2 / safe)
+    valid = (count >= _min_shared(values_a.shape[1])) & (variance > 0)
+    return np.divide(
+        covariance, np.sqrt(np.where(valid, variance, 1)), where=valid, out=np.zeros_like(count)
+    )
+
+
+def count_pixel_leaks(
+    thumbnails: np.ndarray, split: Sequence[str], check: PixelCheck
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """Cross-split pairs that look like one film in repair's pixels, by no hash.
+
+    Returns the count, the (k, 2) row pairs, and their masked correlations. Candidates
+    come from the same masked correlation on 16 x 16 block means (matrix products over
+    every cross-split pair), then :func:`masked_correlation` at the thumbnail's full
+    resolution decides. O(n^2) like :func:`near_duplicate_pairs`: ~3 s for FracAtlas's
+    4,024 images on one core.
+    """
+    split = np.asarray(split, dtype=object)
+    n, side = len(thumbnails), thumbnails.shape[-1] if len(thumbnails) else COARSE_SIDE
+    factor = side // COARSE_SIDE
+    shown = thumbnails > check.dark_level
+    blocks = (n, COARSE_SIDE, factor, COARSE_SIDE, factor)
+    coarse = thumbnails.reshape(blocks).mean(axis=(2, 4)).reshape(n, -1)
+    coarse_shown = shown.reshape(blocks).all(axis=(2, 4)).reshape(n, -1)
+    found = [np.empty((0, 2), dtype=np.int64)]
+    for a_pos, a in enumerate(SPLITS):
+        for b in SPLITS[a_pos + 1 :]:
+            left, right = np.flatnonzero(split == a), np.flatnonzero(split == b)
+            block = max(1, PAIR_BLOCK_CELLS // max(len(right), 1))
+            for start in range(0, len(left), block):
+                rows = left[start : start + block]
+                correlation = _masked_correlation_matrix(
+                    coarse[rows], coarse_shown[rows], coarse[right], coarse_shown[right]
+                )
+                i, j = np.nonzero(correlation >= COARSE_MIN_CORRELATION)
+                found.append(np.column_stack([rows[i], right[j]]))
+    candidates = np.concatenate(found)
+    correlation = masked_correlation(thumbnails, shown, candidates)
+    hit = correlation >= check.min_correlation
+    return int(hit.sum()), candidates[hit], correlation[hit]
 
 
 # ---------------------------------------------------------------------------- the stage
@@ -318,21 +512,25 @@ def make_split(
     census: pd.DataFrame,
     repair_index: pd.DataFrame,
     taxonomy: Taxonomy,
-    *,
-    fractions: Mapping[str, float],
-    near_duplicate_distance: int,
-    group_by_patient: bool,
-    seed: int,
+    settings: Settings,
+    thumbnails: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The split table (split.parquet) and its metrics (split.json).
 
-    Warns, naming them, about strata too small to appear in every non-empty split.
-    Does not raise on leakage: call :func:`check_no_leakage` on the metrics.
+    ``thumbnails`` (:func:`pixel_thumbnails`, rows in repair index order) turn on the
+    independent pixel check: metrics ``pixel_leakage``, and a warning naming each
+    cross-split pair it finds. A warning, not an error: the check has false positives of
+    its own (on FracAtlas films of two patients on one detector reach 0.983), the grouping
+    cannot act on them without the check ceasing to be independent, and the remedy (a
+    link for that pair) is a judgement to make on the named images. Also warns, naming
+    them, about strata too small to appear in every non-empty split. Does not raise on
+    leakage: call :func:`check_no_leakage` on the metrics.
     """
     frame = join_inputs(census, repair_index)
     labels = strata(frame, taxonomy)
-    groups, links = duplicate_groups(frame, near_duplicate_distance, group_by_patient)
-    split = assign_splits(labels["stratum"], groups, fractions, seed)
+    distances = settings.hash_distances
+    groups, links = duplicate_groups(frame, distances, settings.group_by_patient)
+    split = assign_splits(labels["stratum"], groups, settings.fractions, settings.seed)
     table = pd.concat(
         [
             pd.DataFrame(
@@ -352,11 +550,11 @@ def make_split(
         warnings.warn(f"strata too small to appear in every split: {detail}", stacklevel=2)
 
     group_sizes = np.bincount(groups) if len(groups) else np.zeros(0, dtype=np.int64)
-    n_folds, _ = fold_plan(fractions)
+    n_folds, _ = fold_plan(settings.fractions)
     if len(group_sizes) and group_sizes.max() > len(groups) / n_folds:
         warnings.warn(
             f"one group holds {group_sizes.max()} of {len(groups)} images, more than a fold: "
-            "the split fractions cannot be met (is near_duplicate_distance too loose?)",
+            "the split fractions cannot be met (are the hash distances too loose?)",
             stacklevel=2,
         )
     metrics: dict[str, Any] = {
@@ -375,9 +573,34 @@ def make_split(
             "images_in_shared_groups": int(group_sizes[group_sizes > 1].sum()),
             "links": links,
         },
-        "leakage": count_leaks(frame, split, near_duplicate_distance, group_by_patient),
+        "leakage": count_leaks(frame, split, distances, settings.group_by_patient),
     }
+    if thumbnails is not None:
+        metrics["pixel_leakage"] = _pixel_leakage(frame["id"], thumbnails, split, settings)
     return table, metrics
+
+
+def _pixel_leakage(
+    ids: pd.Series, thumbnails: np.ndarray, split: np.ndarray, settings: Settings
+) -> dict[str, Any]:
+    """metrics ``pixel_leakage``, warning with the pairs found (see :func:`make_split`)."""
+    if len(thumbnails) != len(ids):
+        raise ConfigError(f"{len(thumbnails)} pixel thumbnails for {len(ids)} images")
+    check = settings.pixel_check
+    count, pairs, correlation = count_pixel_leaks(thumbnails, split, check)
+    if count:
+        named = "; ".join(
+            f"{ids.iloc[i]} ({split[i]}) ~ {ids.iloc[j]} ({split[j]}) r={r:.3f}"
+            for (i, j), r in zip(pairs[:10], correlation[:10], strict=True)
+        )
+        warnings.warn(
+            f"pixel check: {count} cross-split pairs look like one film "
+            f"(masked correlation >= {check.min_correlation}) but no link joined them: "
+            f"{named}{' ...' if count > 10 else ''}. Inspect them: a film seen twice needs a "
+            "link (a patient id, or a hash threshold) to stay in one split.",
+            stacklevel=3,
+        )
+    return {"cross_split_pairs": count}
 
 
 def check_no_leakage(leakage: Mapping[str, int]) -> None:

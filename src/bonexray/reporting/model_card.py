@@ -149,8 +149,10 @@ def split_section(params: Mapping[str, Any]) -> str:
         f"Fractions {fractions} (seed {section(params, 'seed')}), stratified on region x fracture "
         "with scikit-learn's StratifiedGroupKFold over groups that never cross splits: exact "
         "duplicates (same bytes or same working-size pixels), near duplicates (perceptual hashes "
-        f"within {split['near_duplicate_distance']} bits) and {patient}. The split stage "
-        "re-checks this independently (metrics/split.json `leakage.total`). Hyperparameters and "
+        f"within {split['near_duplicate_distance']} bits, or difference hashes within "
+        f"{split['dhash_distance']}) and {patient}. The split stage re-checks this "
+        "(metrics/split.json `leakage.total`) and counts the cross-split pairs an independent "
+        "pixel correlation still finds (`pixel_leakage`). Hyperparameters and "
         "the fracture threshold are chosen on val; the figures below are on test only."
     )
 
