@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from badfiles import texture
 from paths import REPO
 from PIL import Image
 
@@ -16,15 +17,18 @@ from bonexray.data.split import (
     LeakageError,
     PixelCheck,
     Settings,
+    TileLink,
     check_no_leakage,
     count_leaks,
     count_pixel_leaks,
+    duplicate_groups,
     fold_plan,
     join_inputs,
     make_split,
     near_duplicate_pairs,
     pixel_thumbnails,
     strata,
+    tile_pairs,
 )
 from bonexray.data.taxonomy import Taxonomy
 from bonexray.io.params import ParamsError, load
@@ -43,6 +47,7 @@ FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
 DISTANCE = 6
 DHASH_DISTANCE = 12
 DISTANCES = {"near_duplicate": DISTANCE, "near_duplicate_dhash": DHASH_DISTANCE}
+TILES = TileLink(distance=2, matches=8)
 PIXEL_CHECK = PixelCheck(thumb_side=32, dark_level=48, min_correlation=0.99)
 WORKING = 64  # working size of the shards these tests write
 
@@ -76,6 +81,9 @@ def random_images(n: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
             "sha256": [f"sha{i}" for i in range(n)],
             "phash": [hex64(int(v)) for v in rng.integers(0, 2**63, n)],
             "dhash": [rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex() for _ in range(n)],
+            "tile_hash": [  # 16 random 64-bit cells: ~32 bits apart, never a match
+                rng.integers(0, 256, 128, dtype=np.uint8).tobytes().hex() for _ in range(n)
+            ],
             "region_raw": pd.array(
                 rng.choice(
                     ["hand", "wrist", "leg", "hip", "mixed", None],
@@ -108,6 +116,7 @@ def run(
         "group_by_patient": True,
         "seed": seed,
         "pixel_check": PIXEL_CHECK,
+        "tile_link": TILES,
         **kwargs,
     }
     return make_split(census, repair, TAXONOMY, Settings(**options), thumbnails)
@@ -499,6 +508,7 @@ def test_settings_are_read_from_params_yaml():
     assert settings.near_duplicate_distance == split["near_duplicate_distance"]
     assert settings.dhash_distance == split["dhash_distance"]
     assert settings.pixel_check == PixelCheck(**split["pixel_check"])
+    assert settings.tile_link == TileLink(split["tile_distance"], split["tile_matches"])
     assert settings.hash_distances == {
         "near_duplicate": split["near_duplicate_distance"],
         "near_duplicate_dhash": split["dhash_distance"],
@@ -511,3 +521,30 @@ def test_settings_are_read_from_params_yaml():
         Settings.from_params(params)
     with pytest.raises(ParamsError, match="thumb_side: 40 is not a multiple of 16"):
         PixelCheck(thumb_side=40, dark_level=32, min_correlation=0.98)
+
+
+def test_tile_hash_links_a_copy_with_part_of_the_film_blacked_out():
+    """The FracAtlas case both whole-image hashes miss: the same film, its lower third
+    burnt black. The tile hash matches on the cells the copy keeps; flat cells never count."""
+    film = texture(96, 128)
+    masked = film.copy()
+    masked[86:] = 0
+    other = texture(96, 128, seed=1)
+    tiles = [census_module.tile_hash(image) for image in (film, masked, other)]
+    assert all(len(t) == 16 * census_module.TILE_GRID**2 for t in tiles)
+    assert tiles[1].endswith(census_module.NO_TILE * census_module.TILE_GRID)  # black row
+    assert tile_pairs(tiles, TILES).tolist() == [[0, 1]]
+    dhashes = [census_module.difference_hash(image, 16) for image in (film, masked)]
+    assert (
+        bin(int(dhashes[0], 16) ^ int(dhashes[1], 16)).count("1") > DHASH_DISTANCE
+    )  # the dHash alone would not link them
+
+    census, repair = random_images(3)
+    census["tile_hash"] = tiles
+    frame = join_inputs(census, repair)
+    groups, links = duplicate_groups(frame, DISTANCES, True, TILES)
+    assert groups[0] == groups[1] != groups[2] and links["near_duplicate_tiles"] == 1
+    leaks = count_leaks(frame, ["train", "test", "val"], DISTANCES, True, TILES)
+    assert leaks["near_duplicate_tiles"] == 1 and leaks["total"] == 1
+    flat = census_module.NO_TILE * census_module.TILE_GRID**2  # two blank images share nothing
+    assert tile_pairs([flat, flat], TileLink(distance=64, matches=1)).size == 0

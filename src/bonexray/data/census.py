@@ -59,6 +59,7 @@ COLUMNS: dict[str, str] = {
     "sha256": "string",
     "phash": "string",
     "dhash": "string",
+    "tile_hash": "string",  # TILE_GRID**2 cells of 16 hex digits; "-" x 16 for a flat cell
     "width": "Int64",
     "height": "Int64",
     "mode": "string",
@@ -82,6 +83,11 @@ COLUMNS: dict[str, str] = {
 # the hash moves by 0.5 of 64 bits on average (the draft-scale decode alone moves it as
 # much from a full-resolution phash).
 PHASH_REDUCING_GAP = 2.0
+# tile_hash: a grid of small dHashes (split links images that match on enough cells).
+TILE_GRID = 4
+TILE_BITS_SIDE = 8  # each cell's dHash is 8 x 8 = 64 bits
+TILE_FLAT_LEVELS = 2  # a cell whose thumbnail spans at most this many levels is flat
+NO_TILE = "-" * 16
 LABELS = (
     "region_raw",
     "fracture",
@@ -192,11 +198,13 @@ def probe(path: str | Path, settings: Settings) -> dict[str, Any]:
     gray = decoded.gray
     phash = None if gray is None else perceptual_hash(gray, settings.phash_size)
     dhash = None if gray is None else difference_hash(gray, settings.dhash_size)
+    tiles = None if gray is None else tile_hash(gray)
     return {
         "size_bytes": None if data is None else len(data),
         "sha256": None if data is None else hashlib.sha256(data).hexdigest(),
         "phash": phash,
         "dhash": dhash,
+        "tile_hash": tiles,
         "width": decoded.width,
         "height": decoded.height,
         "mode": decoded.mode,
@@ -225,6 +233,24 @@ def difference_hash(gray: np.ndarray, hash_size: int) -> str:
     """imagehash.dhash (hash_size**2 bits, hex): signs of horizontal brightness steps."""
     thumb = _thumbnail(gray, hash_size + 1, hash_size)  # imagehash's own input size
     return str(imagehash.dhash(thumb, hash_size=hash_size))
+
+
+def tile_hash(gray: np.ndarray) -> str:
+    """A 64-bit dHash per cell of a TILE_GRID x TILE_GRID grid over the image, hex, in
+    row-major order; a flat cell (a black band, padding) is NO_TILE, so two images never
+    match on what neither shows. A copy with part of the film masked or cut away still
+    matches on the cells it keeps, which a hash of the whole image does not."""
+    side = TILE_BITS_SIDE
+    thumb = np.asarray(_thumbnail(gray, TILE_GRID * (side + 1), TILE_GRID * side), dtype=np.int16)
+    cells = []
+    for row in range(TILE_GRID):
+        for col in range(TILE_GRID):
+            cell = thumb[row * side : (row + 1) * side, col * (side + 1) : (col + 1) * (side + 1)]
+            if int(cell.max()) - int(cell.min()) <= TILE_FLAT_LEVELS:
+                cells.append(NO_TILE)
+            else:  # imagehash.dhash's convention: is the right neighbour brighter?
+                cells.append(np.packbits(cell[:, 1:] > cell[:, :-1]).tobytes().hex())
+    return "".join(cells)
 
 
 def _probe_task(task: tuple[str, Settings]) -> dict[str, Any]:
@@ -305,8 +331,11 @@ def _unread(refused: tuple[str, str] | None) -> bool:
     return refused is not None and refused[0] == "outside_link"
 
 
-_UNREAD_COLUMNS = ("size_bytes", "sha256", "phash", "dhash", "width", "height", "mode")
-_UNREAD_COLUMNS += ("bit_depth", "format")
+# probe()'s columns that need the file's bytes.
+_UNREAD_COLUMNS = tuple(
+    ["size_bytes", "sha256", "phash", "dhash", "tile_hash", "width", "height", "mode"]
+    + ["bit_depth", "format"]
+)
 
 
 def _refused_record(status: str, reason: str) -> dict[str, Any]:

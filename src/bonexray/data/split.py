@@ -9,7 +9,10 @@ Images that must never sit in different splits are joined into one group:
   project reproduces), by two views of census's decode that fail on different edits: the
   DCT perceptual hash within ``near_duplicate_distance`` bits, or the difference hash
   within ``dhash_distance`` bits (on FracAtlas it links a re-exposed pelvis and two
-  re-framed films that the pHash puts 8-20 bits apart);
+  re-framed films that the pHash puts 8-20 bits apart), or, for copies with part of the
+  film masked or cut away, census's ``tile_hash`` (a dHash per cell of a 4 x 4 grid)
+  matching within ``tile_distance`` bits on at least ``tile_matches`` cells both show
+  (on FracAtlas: a tibia film with its lower third blacked out, 28 dHash bits away);
 * with ``group_by_patient``: one patient, and one study, per group.
 
 Groups are the connected components of the graph of those links (a union-find), so
@@ -56,6 +59,7 @@ MAX_FOLDS = 20
 PAIR_BLOCK_CELLS = 4_000_000
 # Near-duplicate link kind -> the census hash column it compares.
 HASH_LINKS = {"near_duplicate": "phash", "near_duplicate_dhash": "dhash"}
+TILE_LINK = "near_duplicate_tiles"  # link kind of census tile_hash matches
 # The pixel check first keeps cross-split pairs whose 16 x 16 block means correlate at
 # least this well (matrix products), then computes the masked correlation at the full
 # thumbnail size on those only. On FracAtlas (benchmarks/split_leakage.py, every pair
@@ -72,6 +76,7 @@ CENSUS_COLUMNS = (
     "sha256",
     "phash",
     "dhash",
+    "tile_hash",
     "region_raw",
     "fracture",
     "hardware",
@@ -108,6 +113,20 @@ class PixelCheck:
 
 
 @dataclass(frozen=True)
+class TileLink:
+    """params.yaml `split.tile_distance` and `split.tile_matches`: census tile_hash links."""
+
+    distance: int  # Hamming distance (of a cell's 64 bits) at which two cells match
+    matches: int  # matching cells, both non-flat, that link two images
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.distance <= 64:
+            raise ParamsError(f"split.tile_distance: {self.distance} not in 0..64")
+        if self.matches < 1:
+            raise ParamsError(f"split.tile_matches: {self.matches} must be >= 1")
+
+
+@dataclass(frozen=True)
 class Settings:
     """params.yaml `seed` and `split:`."""
 
@@ -117,6 +136,7 @@ class Settings:
     group_by_patient: bool
     seed: int
     pixel_check: PixelCheck
+    tile_link: TileLink
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Settings:
@@ -127,6 +147,10 @@ class Settings:
             dhash_distance=int(section(params, "split.dhash_distance")),
             group_by_patient=bool(section(params, "split.group_by_patient")),
             seed=int(section(params, "seed")),
+            tile_link=TileLink(
+                distance=int(section(params, "split.tile_distance")),
+                matches=int(section(params, "split.tile_matches")),
+            ),
             pixel_check=PixelCheck(
                 thumb_side=int(section(check, "thumb_side")),
                 dark_level=int(section(check, "dark_level")),
@@ -230,6 +254,39 @@ def near_duplicate_pairs(hex_hashes: Sequence[str], max_distance: int) -> np.nda
     return np.concatenate(found) if found else np.empty((0, 2), dtype=np.int64)
 
 
+def unpack_tiles(tile_hashes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """census tile_hash strings -> ((n, cells) uint64 cell hashes, (n, cells) bool present)."""
+    if not tile_hashes:
+        return np.zeros((0, 0), np.uint64), np.zeros((0, 0), bool)
+    lengths = {len(h) for h in tile_hashes}
+    if len(lengths) > 1 or lengths.pop() % 16:
+        raise ValueError("tile hashes of different or odd lengths: the census is inconsistent")
+    cells = [[h[k : k + 16] for k in range(0, len(h), 16)] for h in tile_hashes]
+    present = np.array([[not c.startswith("-") for c in row] for row in cells])
+    words = np.array([[int(c, 16) if c[0] != "-" else 0 for c in row] for row in cells], np.uint64)
+    return words, present
+
+
+def tile_pairs(tile_hashes: Sequence[str], link: TileLink) -> np.ndarray:
+    """All pairs (i, j), i < j, matching on at least ``link.matches`` non-flat cells.
+
+    XOR + popcount per cell, in row blocks of bounded memory (O(n^2 * cells); ~2 s for
+    FracAtlas' 4,024 images).
+    """
+    words, present = unpack_tiles(tile_hashes)
+    n, cells = words.shape
+    block = max(1, PAIR_BLOCK_CELLS // max(n * cells, 1))
+    found: list[np.ndarray] = []
+    for start in range(0, n, block):
+        distance = np.bitwise_count(words[start : start + block, None, :] ^ words[None, start:])
+        shown = present[start : start + block, None, :] & present[None, start:]
+        matches = ((distance <= link.distance) & shown).sum(axis=2)
+        i, j = np.nonzero(matches >= link.matches)
+        upper = j > i
+        found.append(np.column_stack([i[upper], j[upper]]) + start)
+    return np.concatenate(found) if found else np.empty((0, 2), dtype=np.int64)
+
+
 def _key_edges(keys: pd.Series) -> np.ndarray:
     """Edges joining every row to the first row with the same (non-missing) key."""
     present = keys.notna().to_numpy()
@@ -256,11 +313,15 @@ def link_keys(frame: pd.DataFrame, group_by_patient: bool) -> dict[str, pd.Serie
 
 
 def duplicate_groups(
-    frame: pd.DataFrame, hash_distances: Mapping[str, int], group_by_patient: bool
+    frame: pd.DataFrame,
+    hash_distances: Mapping[str, int],
+    group_by_patient: bool,
+    tile_link: TileLink | None = None,
 ) -> tuple[np.ndarray, dict[str, int]]:
     """Group id per row (first-appearance order) and how many links each kind made.
 
-    ``hash_distances``: near-duplicate link kind (HASH_LINKS) -> its Hamming threshold.
+    ``hash_distances``: near-duplicate link kind (HASH_LINKS) -> its Hamming threshold;
+    ``tile_link``: also link by the tile hash (kind TILE_LINK).
     """
     n = len(frame)
     edges = {kind: _key_edges(keys) for kind, keys in link_keys(frame, group_by_patient).items()}
@@ -269,6 +330,11 @@ def duplicate_groups(
         hashed_rows = np.flatnonzero(hashes.notna().to_numpy())
         near = near_duplicate_pairs(hashes.iloc[hashed_rows].astype(str).tolist(), max_distance)
         edges[kind] = hashed_rows[near] if len(near) else near
+    if tile_link is not None:
+        tiles = frame["tile_hash"]
+        hashed_rows = np.flatnonzero(tiles.notna().to_numpy())
+        near = tile_pairs(tiles.iloc[hashed_rows].astype(str).tolist(), tile_link)
+        edges[TILE_LINK] = hashed_rows[near] if len(near) else near
     every = np.concatenate(list(edges.values())) if edges else np.empty((0, 2), dtype=np.int64)
     graph = coo_matrix((np.ones(len(every)), (every[:, 0], every[:, 1])), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
@@ -357,11 +423,38 @@ def _cross_pairs_near(hex_hashes: pd.Series, split: np.ndarray, max_distance: in
     return leaks
 
 
+def _cross_pairs_tiles(tile_hashes: pd.Series, split: np.ndarray, link: TileLink) -> int:
+    """Tile-linked pairs across splits, per cell as a +-1 bit matrix product."""
+    present_rows = tile_hashes.notna().to_numpy()
+    words, present = unpack_tiles(tile_hashes[present_rows].astype(str).tolist())
+    if not len(words):
+        return 0
+    # (n, cells, 64) signs: the bits of each cell's hash, big-endian as written in hex
+    bits = np.unpackbits(words.astype(">u8").view(np.uint8).reshape(len(words), -1, 8), axis=2)
+    signs = bits.astype(np.float32) * 2 - 1
+    split = split[present_rows]
+    leaks = 0
+    for a_pos, a in enumerate(SPLITS):
+        for b in SPLITS[a_pos + 1 :]:
+            left, right = signs[split == a], signs[split == b]
+            shown_left, shown_right = present[split == a], present[split == b]
+            for start in range(0, len(left), 1024):
+                rows = slice(start, start + 1024)
+                matches = np.zeros((len(left[rows]), len(right)), np.int32)
+                for cell in range(signs.shape[1]):
+                    dot = left[rows, cell] @ right[:, cell].T
+                    close = (64 - dot) / 2 <= link.distance  # exact in float32
+                    matches += close & shown_left[rows, cell, None] & shown_right[None, :, cell]
+                leaks += int((matches >= link.matches).sum())
+    return leaks
+
+
 def count_leaks(
     frame: pd.DataFrame,
     split: Sequence[str],
     hash_distances: Mapping[str, int],
     group_by_patient: bool,
+    tile_link: TileLink | None = None,
 ) -> dict[str, int]:
     """Pairs of linked images that sit in different splits, per kind, and their total.
 
@@ -377,6 +470,8 @@ def count_leaks(
     }
     for kind, max_distance in hash_distances.items():
         leaks[kind] = _cross_pairs_near(frame[HASH_LINKS[kind]], split, max_distance)
+    if tile_link is not None:
+        leaks[TILE_LINK] = _cross_pairs_tiles(frame["tile_hash"], split, tile_link)
     leaks["total"] = sum(leaks.values())
     return leaks
 
@@ -529,7 +624,9 @@ def make_split(
     frame = join_inputs(census, repair_index)
     labels = strata(frame, taxonomy)
     distances = settings.hash_distances
-    groups, links = duplicate_groups(frame, distances, settings.group_by_patient)
+    groups, links = duplicate_groups(
+        frame, distances, settings.group_by_patient, settings.tile_link
+    )
     split = assign_splits(labels["stratum"], groups, settings.fractions, settings.seed)
     table = pd.concat(
         [
@@ -573,7 +670,9 @@ def make_split(
             "images_in_shared_groups": int(group_sizes[group_sizes > 1].sum()),
             "links": links,
         },
-        "leakage": count_leaks(frame, split, distances, settings.group_by_patient),
+        "leakage": count_leaks(
+            frame, split, distances, settings.group_by_patient, settings.tile_link
+        ),
     }
     if thumbnails is not None:
         metrics["pixel_leakage"] = _pixel_leakage(frame["id"], thumbnails, split, settings)
