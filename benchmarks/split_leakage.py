@@ -7,8 +7,9 @@ in place, in a scratch directory, with params.yaml's settings, then prints:
   the two cross-split pairs of #13);
 * how many pairs each hash links at each distance, and how many of the dHash links the
   pHash misses (to choose split.dhash_distance);
-* the pixel check's cross-split pair count with the pHash-only grouping (before #13) and
-  with params.yaml's grouping, and the pairs it names;
+* the pixel check's cross-split pair count with the pHash-only grouping (before #13),
+  with pHash + dHash, and with params.yaml's grouping (adding the tile hash), and the
+  pairs it names;
 * the lowest coarse correlation among pairs whose masked correlation is high (to check
   that split.COARSE_MIN_CORRELATION loses none).
 
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bonexray.data import census, repair, split
+from bonexray.data import census, imaging, repair, split
 from bonexray.data.taxonomy import Taxonomy
 from bonexray.io.params import load, section
 from bonexray.io.shards import ShardReader
@@ -64,7 +65,7 @@ def prepare(work: Path, params: dict) -> tuple[pd.DataFrame, ShardReader]:
             work / "quarantine.csv",
             size=int(options["image_size"]),
             keep_aspect=bool(options["keep_aspect"]),
-            max_image_pixels=section(params, "decode.max_image_pixels"),
+            limits=imaging.Limits.from_params(params),
             root=work,
         )
         print(f"repair: {time.perf_counter() - started:.1f} s")
@@ -115,9 +116,11 @@ def main() -> None:
     thumbs = split.pixel_thumbnails(reader, settings.pixel_check.thumb_side)
     print(f"pixel thumbnails: {time.perf_counter() - started:.1f} s")
     # No pair is under 0 bits apart: the pHash-only grouping from before #13.
-    old = dataclasses.replace(settings, dhash_distance=-1)
+    old = dataclasses.replace(settings, dhash_distance=-1, tile_link=None)
+    hashes = dataclasses.replace(settings, tile_link=None)
     taxonomy = Taxonomy.from_params(params)
-    for name, chosen in (("pHash only", old), ("params.yaml", settings)):
+    groupings = (("pHash only", old), ("pHash + dHash", hashes), ("params.yaml", settings))
+    for name, chosen in groupings:
         started = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

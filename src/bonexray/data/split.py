@@ -136,7 +136,7 @@ class Settings:
     group_by_patient: bool
     seed: int
     pixel_check: PixelCheck
-    tile_link: TileLink
+    tile_link: TileLink | None  # None: no tile-hash links
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Settings:
