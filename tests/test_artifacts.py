@@ -49,3 +49,24 @@ def test_dvc_artifacts_get_fetches_a_tagged_model_from_the_remote(tmp_path):
     shown = artifacts_show("rf", repo=str(repo))
     assert shown["path"] == SECTION["rf"]["path"]
     assert shown["rev"] == run(repo, "git", "rev-parse", "HEAD").strip()
+
+
+def test_metrics_diff_shows_the_headline_and_no_stage_loses_the_run_cache():
+    """`dvc metrics diff` reads the declared metrics only: compare.json and the data stages'
+    summaries; per-model details are cached outs. No stage has a plain `cache: false` out
+    (DVC does not save the run-cache for one; metrics and plots are exempt)."""
+    with Repo(str(REPO)) as repo:
+        outs = [out for stage in repo.index.stages for out in stage.outs]
+    declared = {out.def_path for out in outs if out.is_metric}
+    assert declared == {
+        "metrics/compare.json",
+        *(
+            f"metrics/{stage}.json"
+            for stage in ("census", "repair", "split", "relabel", "features")
+        ),
+    }
+    plain_uncached = [o.def_path for o in outs if not (o.use_cache or o.is_metric or o.is_plot)]
+    assert plain_uncached == []
+    cached = {out.def_path for out in outs if out.use_cache}
+    for model in (*PARAMS["models"], "rf"):
+        assert {f"metrics/{model}.json", f"metrics/train/{model}.json"} <= cached, model
