@@ -1,0 +1,137 @@
+"""`bonexray review` in a real temporary git + DVC repository: two commits of small metrics,
+params and plot files (no pipeline run), the report read back as markdown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from dvcrepo import commit, dvc, init, run
+
+from bonexray import cli
+
+DVC_YAML = {
+    "stages": {
+        "evaluate": {
+            "cmd": "python evaluate.py",
+            "deps": ["evaluate.py"],
+            "params": ["models"],
+            "metrics": [{"metrics/compare.json": {"cache": False}}],
+            "plots": [{"plots/roc.csv": {"cache": False, "x": "fpr", "y": "tpr"}}],
+        }
+    }
+}
+
+
+def compare(auroc: float, accuracy: float) -> dict[str, float]:
+    return {
+        "cnn.region_accuracy": accuracy,
+        "cnn.region_macro_f1": 0.65,
+        "cnn.fracture_auroc": auroc,
+        "cnn.fracture_auroc_ci_low": auroc - 0.04,
+        "cnn.fracture_auroc_ci_high": auroc + 0.04,
+        "cnn.fracture_sensitivity": 0.5,
+        "cnn.fracture_specificity": 0.6,
+        "cnn.fracture_ece": 0.05,
+        "baseline_majority.region_accuracy": 0.29,
+        "test_set.region_n": 200,
+        "test_set.fracture_n": 220,
+        "test_set.fracture_positive": 80,
+    }
+
+
+def write_state(repo: Path, auroc: float, accuracy: float, epochs: int, leakage: int) -> None:
+    files = {
+        "metrics/compare.json": compare(auroc, accuracy),
+        "metrics/census.json": {"files": 1214, "images": 1212, "image_status": {"ok": 1200}},
+        "metrics/split.json": {
+            "images": 1209,
+            "counts": {"train": 725, "val": 242, "test": 242},
+            "leakage": {"sha256": leakage, "total": leakage},
+        },
+    }
+    for path, data in files.items():
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text(json.dumps(data, indent=2))
+    (repo / "params.yaml").write_text(yaml.safe_dump({"models": {"cnn": {"epochs": epochs}}}))
+    (repo / "plots").mkdir(exist_ok=True)
+    rows = ["fpr,tpr", "0,0", f"0.5,{auroc}", "1,1"]
+    (repo / "plots" / "roc.csv").write_text("\n".join(rows) + "\n")
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    repo = init(tmp_path / "repo")
+    run(repo, "git", "branch", "-M", "main")
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(DVC_YAML))
+    (repo / "evaluate.py").write_text("")
+    write_state(repo, auroc=0.60, accuracy=0.700, epochs=4, leakage=0)
+    commit(repo, "before")
+    run(repo, "git", "checkout", "-q", "-b", "change")
+    write_state(repo, auroc=0.70, accuracy=0.702, epochs=8, leakage=3)
+    commit(repo, "after")
+    return repo
+
+
+def rows_of(report: str, start: str) -> list[list[str]]:
+    return [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in report.splitlines()
+        if line.startswith(f"| {start}")
+    ]
+
+
+def test_review_names_the_changed_metric_param_and_data_with_plots(repo, capsys):
+    out = repo / "review" / "report.md"
+    assert cli.main(["review", "--repo", str(repo), "--out", str(out)]) == 0
+    report = out.read_text()
+    base = run(repo, "git", "rev-parse", "--short", "main").strip()
+    assert report.startswith(f"# Review: the workspace against `{base}` (the merge base")
+
+    metrics = {row[1]: row for row in rows_of(report, "cnn ")}
+    # A change well outside the after run's interval: no mark.
+    assert metrics["fracture AUROC"][2:] == ["0.600", "0.700", "+0.100", "0.660 – 0.740", ""]
+    # +0.002 in region accuracy on 200 images: inside the Wilson interval, marked.
+    low, high = (float(x) for x in metrics["region accuracy"][5].split(" – "))
+    assert low < 0.700 < high
+    assert metrics["region accuracy"][2:5] == ["0.700", "0.702", "+0.002"]
+    assert metrics["region accuracy"][6] == "≈"
+    assert metrics["fracture ECE (calibrated)"][4] == "0"
+    assert rows_of(report, "baseline_majority") == []  # unchanged baselines are left out
+
+    assert rows_of(report, "params.yaml") == [["params.yaml", "models.cnn.epochs", "`4`", "`8`"]]
+    data = {row[1]: row for row in rows_of(report, "metrics/")}
+    assert data["leakage.total"][2:] == ["0", "3", "+3"]
+    assert data["counts.test"][2:] == ["242", "242", "0"]
+    assert "image_status.ok" not in data
+
+    links = [line for line in report.splitlines() if line.startswith("- [plots/roc.csv]")]
+    assert links == ["- [plots/roc.csv](report_plots/plots__roc.csv.svg)"]
+    svg = (out.parent / "report_plots" / "plots__roc.csv.svg").read_text()
+    assert svg.lstrip().startswith("<svg") and "workspace" in svg  # the legend: both revisions
+    assert "wrote" in capsys.readouterr().err
+
+
+def test_review_of_an_experiment_against_a_named_rev(repo, capsys):
+    """--exp reads a DVC experiment's commit (saved with `dvc exp save`), not the workspace."""
+    write_state(repo, auroc=0.80, accuracy=0.702, epochs=16, leakage=3)
+    dvc(repo, "exp", "save", "-q", "-n", "longer")
+    run(repo, "git", "checkout", "-q", "--", ".")  # the workspace back at the commit
+    out = repo / "exp.md"
+    command = ["review", "main", "--exp", "longer", "--repo", str(repo), "--out", str(out)]
+    assert cli.main([*command, "--plots", "png"]) == 0
+    report = out.read_text()
+    auroc = next(row for row in rows_of(report, "cnn ") if row[1] == "fracture AUROC")
+    assert auroc[2:5] == ["0.600", "0.800", "+0.200"]
+    assert rows_of(report, "params.yaml") == [["params.yaml", "models.cnn.epochs", "`4`", "`16`"]]
+    image = repo / "exp_plots" / "plots__roc.csv.png"
+    assert image.read_bytes().startswith(b"\x89PNG")
+    assert cli.main(["review", "main", "--repo", str(repo)]) == 0  # to stdout: no images
+    assert "## Plots" not in capsys.readouterr().out
+
+
+def test_review_errors_name_the_revision(repo, capsys):
+    assert cli.main(["review", "no-such-rev", "--repo", str(repo)]) == 2
+    assert "no-such-rev" in capsys.readouterr().err
