@@ -4,11 +4,14 @@ params and plot files (no pipeline run), the report read back as markdown."""
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from dvcrepo import commit, dvc, init, run
+from dvcrepo import commit, dvc, env, init, run
+from paths import REPO
 
 from bonexray import cli
 
@@ -135,3 +138,29 @@ def test_review_of_an_experiment_against_a_named_rev(repo, capsys):
 def test_review_errors_name_the_revision(repo, capsys):
     assert cli.main(["review", "no-such-rev", "--repo", str(repo)]) == 2
     assert "no-such-rev" in capsys.readouterr().err
+
+
+WORKFLOW = REPO / ".github" / "workflows" / "review.yml"
+
+
+def test_the_ci_workflows_review_step_runs_and_posts_the_file_it_writes(repo):
+    """.github/workflows/review.yml, as far as it runs offline: its review command line, run
+    as written in a clone-like repository (origin/main, as actions/checkout leaves it)."""
+    steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["review"]["steps"]
+    checkout = next(s for s in steps if s.get("uses", "").startswith("actions/checkout"))
+    assert checkout["with"]["fetch-depth"] == 0  # the merge base needs the history
+    runs = {s["name"]: s["run"] for s in steps if "run" in s}
+    assert runs["Install (pinned, requirements.lock)"] == "make install"
+    assert "\ninstall:" in (REPO / "Makefile").read_text()
+
+    review_line = runs["Review against the merge base with main"]
+    run(repo, "git", "update-ref", "refs/remotes/origin/main", "main")
+    command = shlex.split(review_line.replace("${{ github.base_ref }}", "main"))
+    assert command[:2] == [".venv/bin/bonexray", "review"]
+    run(repo, sys.executable, "-m", "bonexray.cli", *command[1:], environ=env())
+    report = (repo / "review" / "report.md").read_text()
+    assert "| cnn | fracture AUROC | 0.600 | 0.700 | +0.100 |" in report
+
+    posted = shlex.split(runs["Post the review on the pull request"])
+    assert posted[:3] == ["gh", "pr", "comment"]
+    assert posted[posted.index("--body-file") + 1] == command[command.index("--out") + 1]
