@@ -96,7 +96,9 @@ def test_canonical_zip_keeps_each_members_compression(tmp_path):
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("z.txt", "b" * 1000, compress_type=zipfile.ZIP_DEFLATED)
         archive.writestr("a.txt", "a" * 1000, compress_type=zipfile.ZIP_STORED)
+    path.chmod(0o644)
     canonical_zip(path)
+    assert path.stat().st_mode & 0o777 == 0o644  # the file's own mode kept
     with zipfile.ZipFile(path) as archive:
         assert [(i.filename, i.compress_type) for i in archive.infolist()] == [
             ("a.txt", zipfile.ZIP_STORED),

@@ -30,7 +30,8 @@ KERAS_METADATA = "metadata.json"
 KERAS_DATE = "1980-01-01@00:00:00"  # Keras's own date_saved format, so readers still parse it
 SKOPS_SCHEMA = "schema.json"
 
-# Given every member's bytes, return them changed (names and contents); None keeps them.
+# An archive's members, name -> bytes, in archive order. A rewrite may change names and
+# contents but keeps the order and the count: each member keeps its compression by position.
 Members = dict[str, bytes]
 
 
@@ -44,7 +45,6 @@ def canonical_zip(path: str | Path, rewrite: Callable[[Members], Members] | None
         members = {info.filename: archive.read(info) for info in infos}
     if rewrite is not None:
         renamed = rewrite(members)
-        # A renamed member keeps its compression through the order of the two listings.
         compression = dict(zip(renamed, compression.values(), strict=True))
         members = renamed
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -56,6 +56,7 @@ def canonical_zip(path: str | Path, rewrite: Callable[[Members], Members] | None
                 info.create_system = 3  # Unix, on every platform, so the mode bits mean the same
                 info.external_attr = (0o100000 | MEMBER_MODE) << 16  # regular file, rw-r--r--
                 archive.writestr(info, members[name])
+        Path(temporary).chmod(path.stat().st_mode)  # mkstemp's 0600 would replace it
         Path(temporary).replace(path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
