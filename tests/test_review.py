@@ -14,6 +14,7 @@ from dvcrepo import commit, dvc, env, init, run
 from paths import REPO
 
 from bonexray import cli
+from bonexray.reporting import review
 
 DVC_YAML = {
     "stages": {
@@ -164,3 +165,14 @@ def test_the_ci_workflows_review_step_runs_and_posts_the_file_it_writes(repo):
     posted = shlex.split(runs["Post the review on the pull request"])
     assert posted[:3] == ["gh", "pr", "comment"]
     assert posted[posted.index("--body-file") + 1] == command[command.index("--out") + 1]
+
+
+def test_metric_rows_undefined_values_and_new_models():
+    """A NaN (an AUROC with one class in the test set) and a model only on one side give a
+    dash, not a number."""
+    before = {"cnn.fracture_auroc": float("nan"), "test_set.region_n": 10}
+    after = {"cnn.fracture_auroc": 0.7, "rf.region_accuracy": 0.5, "test_set.region_n": 10}
+    rows = {(row[0], row[1]): row for row in review.metric_rows(before, after)}
+    assert rows["cnn", "fracture AUROC"][4:] == ["–", "–", ""]
+    assert rows["rf", "region accuracy"][2] is None and rows["rf", "region accuracy"][4] == "–"
+    assert rows["rf", "region accuracy"][5] != "–"  # Wilson over the 10 test images

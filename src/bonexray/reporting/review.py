@@ -184,7 +184,7 @@ def metric_rows(
 
 
 def _signed(change: float | None) -> str:
-    if change is None:
+    if change is None or math.isnan(change):  # NaN: a metric undefined on one side
         return "–"
     if change == 0:
         return "0"
