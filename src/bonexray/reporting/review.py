@@ -301,8 +301,8 @@ def review(
             "",
             f"{NOISE_MARK}: the change is inside the after run's 95% interval (the before value "
             "lies in it): the test set does not tell the two apart. Intervals: Wilson for "
-            "proportions, bootstrap for AUROC. Every metric: `dvc metrics diff "
-            f"{base or 'main'} --md`; one model in full: `--targets metrics/<model>.json`.",
+            "proportions, bootstrap for AUROC. Every headline metric: `dvc metrics diff "
+            f"{base or 'main'} --md`; every table: add `--targets metrics -R`.",
         ]
     else:
         parts.append(f"No headline metrics in {COMPARE_FILE}.")
