@@ -33,7 +33,7 @@ data: $(STAMP)  ## fetch the embedded sample (data/) from the repository's own D
 repro: data  ## run the whole DVC pipeline on the embedded sample
 	$(BIN)/dvc repro
 	$(BIN)/bonexray compare
-	@echo "report: plots/report.html (opens offline); all metrics: dvc metrics show"
+	@echo "report: plots/report.html (opens offline); headline metrics: dvc metrics show; every table: dvc metrics show -R metrics"
 
 test: data  ## run the test suite (unit tests + end-to-end `dvc repro` in a temporary clone)
 	$(BIN)/python -m pytest

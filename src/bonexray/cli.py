@@ -416,6 +416,60 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_review(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "rev",
+        nargs="?",
+        help="the base to compare against: a branch, tag or commit "
+        "(default: the merge base of HEAD with main)",
+    )
+    parser.add_argument(
+        "--exp",
+        metavar="NAME",
+        help="review this DVC experiment (a name from `dvc exp show`) or commit instead of "
+        "the workspace",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="write the markdown here (default: stdout); DVC's plots are then rendered "
+        "as images into <out name>_plots/ beside it and linked",
+    )
+    parser.add_argument(
+        "--plots",
+        choices=("svg", "png", "none"),
+        default="svg",
+        help="image format of the rendered plots, or none (default: svg; needs --out)",
+    )
+    parser.add_argument("--repo", type=Path, default=Path(), help="the repository (default: .)")
+
+
+def _run_review(args: argparse.Namespace) -> int:
+    from bonexray.reporting.review import WORKSPACE, ReviewError, review
+
+    plots_dir = None
+    if args.out is not None and args.plots != "none":
+        plots_dir = args.out.parent / f"{args.out.stem}_plots"
+    try:
+        text = review(
+            args.repo,
+            base=args.rev,
+            head=args.exp or WORKSPACE,
+            plots_dir=plots_dir,
+            image_format=args.plots if plots_dir else "svg",
+        )
+    except ReviewError as exc:
+        print(f"bonexray review: error: {exc}", file=sys.stderr)
+        return 2
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        print(f"wrote {args.out}" + (f" and {plots_dir}/" if plots_dir else ""), file=sys.stderr)
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "compare": Command(
         "print the test metrics of every model and baseline side by side "
@@ -440,6 +494,12 @@ COMMANDS: dict[str, Command] = {
         "(after `dvc repro`; calibrated probabilities, one row per image)",
         _configure_predict,
         _run_predict,
+    ),
+    "review": Command(
+        "one markdown page for reviewing a change: every model's test metrics before and "
+        "after with 95% intervals, changed params, data counts, DVC's plots as images",
+        _configure_review,
+        _run_review,
     ),
     "synth": Command(
         "write the embedded synthetic sample (simulated radiographs in two "

@@ -28,6 +28,7 @@ from sklearn.metrics import recall_score
 from bonexray.data import base_region
 from bonexray.errors import ConfigError
 from bonexray.io import jsonfile
+from bonexray.io.modelfiles import save_keras
 from bonexray.io.shards import ShardReader
 
 KNOWN_SOURCES = ("original", "synonym")
@@ -200,6 +201,6 @@ def write_outputs(
     for directory in (labels_path.parent, model_dir, metrics_path.parent):
         directory.mkdir(parents=True, exist_ok=True)
     result.labels.to_parquet(labels_path, index=False)
-    result.model.save(model_dir / MODEL_FILE)
+    save_keras(result.model, model_dir / MODEL_FILE)
     result.excluded.to_csv(model_dir / EXCLUDED_FILE, index=False, float_format="%.6f")
     jsonfile.write(metrics_path, result.metrics, sort_keys=True)

@@ -28,6 +28,7 @@ from sklearn.model_selection import RandomizedSearchCV, StratifiedKFold
 from bonexray.data.taxonomy import Taxonomy
 from bonexray.errors import ConfigError
 from bonexray.io import jsonfile, predictions
+from bonexray.io.modelfiles import dump_skops
 from bonexray.io.params import ParamsError, section
 from bonexray.models.examples import Examples, load_examples
 from bonexray.models.interface import FOREST, HEADS, Description, TrainOutputs, setting_text
@@ -142,7 +143,7 @@ def train_rf(
     model_dir = outputs.model_dir
     model_dir.mkdir(parents=True, exist_ok=True)
     for head, search in searches.items():
-        skops.io.dump(search.best_estimator_, model_dir / f"{head}{MODEL_SUFFIX}")
+        dump_skops(search.best_estimator_, model_dir / f"{head}{MODEL_SUFFIX}")
     table = trials_table(searches)
     table.to_csv(model_dir / "trials.csv", index=False)
     outputs.trials.parent.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ BASELINE = "baseline_majority"
 
 
 def _number(value: Any, digits: int = 3) -> str:
+    """A table cell: floats to ``digits`` decimals, None and NaN as an en dash."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if isinstance(value, float):
@@ -39,11 +40,12 @@ def _number(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def _interval(low: float, high: float) -> str:
+def interval_text(low: float, high: float) -> str:
     return "–" if math.isnan(low) or math.isnan(high) else f"{low:.3f} – {high:.3f}"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub markdown table; cells through _number."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_number(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -79,7 +81,7 @@ def model_section(
     bands_meta: Mapping[str, Any] | None,
 ) -> str:
     about = family.describe(name, params, trained, bands_meta)
-    section_text = f"## Model\n\n{about.summary}\n\n" + _table(about.header, about.rows)
+    section_text = f"## Model\n\n{about.summary}\n\n" + markdown_table(about.header, about.rows)
     return section_text + (f"\n\n{about.note}" if about.note else "")
 
 
@@ -119,10 +121,10 @@ def data_section(
     provenance = ", ".join(f"{k} {v}" for k, v in label_sources.items())
     return (
         "## Data\n\n"
-        + _table(["source", "kind", "path", "dataset"], source_rows)
+        + markdown_table(["source", "kind", "path", "dataset"], source_rows)
         + "\n\nImages per split, by final region and fracture label (excluded: no usable "
         "region, counted nowhere else):\n\n"
-        + _table(header, rows)
+        + markdown_table(header, rows)
         + f"\n\nRegion label sources: {provenance} (`model`: assigned by the relabel stage's "
         "model, not scored)."
     )
@@ -164,7 +166,7 @@ def metrics_section(result: Scores, baseline: Scores | None, settings: Settings)
     def proportion(value: float, total: int) -> str:
         if math.isnan(value) or total == 0:
             return "–"
-        return _interval(*metrics.wilson_interval(round(value * total), total))
+        return interval_text(*metrics.wilson_interval(round(value * total), total))
 
     base = baseline.metrics if baseline else None
     rows = [
@@ -179,7 +181,7 @@ def metrics_section(result: Scores, baseline: Scores | None, settings: Settings)
         [
             "fracture AUROC",
             fracture["auroc"],
-            _interval(fracture["auroc_ci_low"], fracture["auroc_ci_high"]),
+            interval_text(fracture["auroc_ci_low"], fracture["auroc_ci_high"]),
             f"bootstrap, {fracture['auroc_ci_resamples']} resamples",
         ],
         ["fracture average precision", fracture["average_precision"], "–", ""],
@@ -228,7 +230,7 @@ def metrics_section(result: Scores, baseline: Scores | None, settings: Settings)
         "## Test metrics\n\n"
         f"Region scored on {region['n']} test images (labels from "
         f"{', '.join(settings.score_region_sources)}); fracture on {n} ({n_pos} fractured).\n\n"
-        + _table(header, rows)
+        + markdown_table(header, rows)
         + f"\n\nFracture AUROC by region: {by_region}."
         + calibrated
     )

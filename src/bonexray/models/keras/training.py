@@ -25,6 +25,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from bonexray.data.taxonomy import Taxonomy
 from bonexray.errors import ConfigError
 from bonexray.io import jsonfile, predictions
+from bonexray.io.modelfiles import save_keras
 from bonexray.io.params import ParamsError, section
 from bonexray.models.examples import Examples, load_examples
 from bonexray.models.interface import TrainOutputs
@@ -386,7 +387,7 @@ def train_keras(
             ]
         )
 
-    model.save(outputs.model_dir / MODEL_FILE)
+    save_keras(model, outputs.model_dir / MODEL_FILE)
     jsonfile.write(outputs.model_dir / "best_hyperparameters.json", best_hp.values, sort_keys=True)
     trials.to_csv(outputs.model_dir / "trials.csv", index=False)
     outputs.trials.parent.mkdir(parents=True, exist_ok=True)
