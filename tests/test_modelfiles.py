@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
 import time
 import zipfile
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -31,15 +35,21 @@ def _assert_canonical(path) -> None:
     assert {i.external_attr >> 16 for i in infos} == {0o100644}
 
 
-def test_keras_saved_twice_a_second_apart_is_byte_identical(tmp_path):
+def trained_model() -> keras.Model:
+    """A small two-head model, trained one epoch from seed 0."""
     keras.utils.set_random_seed(0)
     x, y = _data()
     inputs = keras.Input((6,))
-    hidden = keras.layers.Dense(4, activation="relu")(inputs)
+    # One policy object shared by layers, as the pipeline's networks have: Keras writes its
+    # id() (a memory address) into config.json as shared_object_id.
+    policy = keras.DTypePolicy("float32")
+    hidden = keras.layers.Dense(4, activation="relu", dtype=policy)(inputs)
     model = keras.Model(
         inputs,
         {
-            "region": keras.layers.Dense(3, activation="softmax", name="region")(hidden),
+            "region": keras.layers.Dense(3, activation="softmax", name="region", dtype=policy)(
+                hidden
+            ),
             "fracture": keras.layers.Dense(1, activation="sigmoid", name="fracture")(hidden),
         },
     )
@@ -49,7 +59,12 @@ def test_keras_saved_twice_a_second_apart_is_byte_identical(tmp_path):
         loss={"region": "sparse_categorical_crossentropy", "fracture": "binary_crossentropy"},
     )
     model.fit(x, {"region": (y * 2).astype("int64"), "fracture": y}, epochs=1, verbose=0)
+    return model
 
+
+def test_keras_saved_twice_a_second_apart_is_byte_identical(tmp_path):
+    x, _ = _data()
+    model = trained_model()
     save_keras(model, tmp_path / "a.keras")
     time.sleep(1.1)  # date_saved counts seconds
     save_keras(model, tmp_path / "b.keras")
@@ -69,6 +84,23 @@ def test_keras_saved_twice_a_second_apart_is_byte_identical(tmp_path):
         got = loaded.predict(x, verbose=0)
         for head in ("region", "fracture"):
             np.testing.assert_allclose(got[head], expected[head], rtol=1e-6, atol=1e-7)
+
+
+def test_keras_model_trained_and_saved_in_two_processes_is_byte_identical(tmp_path):
+    """As two runs of a train stage: other processes, so other memory addresses."""
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[2]); import test_modelfiles as t; "
+        "from bonexray.io.modelfiles import save_keras; save_keras(t.trained_model(), sys.argv[1])"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "0", "TF_DETERMINISTIC_OPS": "1"}
+    for name in ("first.keras", "second.keras"):
+        subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / name), str(Path(__file__).parent)],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
+    assert (tmp_path / "first.keras").read_bytes() == (tmp_path / "second.keras").read_bytes()
 
 
 def test_skops_saved_twice_and_from_a_copy_is_byte_identical(tmp_path):

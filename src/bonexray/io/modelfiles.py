@@ -27,6 +27,7 @@ import numpy as np
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip member can carry
 MEMBER_MODE = 0o644
 KERAS_METADATA = "metadata.json"
+KERAS_CONFIG = "config.json"
 KERAS_DATE = "1980-01-01@00:00:00"  # Keras's own date_saved format, so readers still parse it
 SKOPS_SCHEMA = "schema.json"
 
@@ -63,14 +64,36 @@ def canonical_zip(path: str | Path, rewrite: Callable[[Members], Members] | None
         raise
 
 
+def _renumbered(node: Any, id_key: str, ordinal: dict[int, int]) -> Any:
+    """The JSON tree with every int under ``id_key`` (a memory address) replaced by its order
+    of first appearance: one to one, so objects that shared an id still share one."""
+    if isinstance(node, dict):
+        return {
+            key: ordinal.setdefault(value, len(ordinal))
+            if key == id_key and isinstance(value, int)
+            else _renumbered(value, id_key, ordinal)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_renumbered(item, id_key, ordinal) for item in node]
+    return node
+
+
 def _keras_members(members: Members) -> Members:
+    """date_saved fixed; config.json's shared_object_id (the id() of an object several layers
+    share, e.g. a dtype policy) renumbered."""
     metadata = json.loads(members[KERAS_METADATA])
     metadata["date_saved"] = KERAS_DATE
-    return {**members, KERAS_METADATA: json.dumps(metadata).encode()}
+    config = _renumbered(json.loads(members[KERAS_CONFIG]), "shared_object_id", {})
+    return {
+        **members,
+        KERAS_METADATA: json.dumps(metadata).encode(),
+        KERAS_CONFIG: json.dumps(config).encode(),
+    }
 
 
 def save_keras(model: Any, path: str | Path) -> None:
-    """model.save(path), then made byte-stable (timestamps and date_saved fixed)."""
+    """model.save(path), then made byte-stable (timestamps, date_saved, object ids fixed)."""
     model.save(path)
     canonical_zip(path, _keras_members)
 
@@ -99,35 +122,34 @@ def _skops_members(members: Members) -> Members:
     schema, in both "__id__" fields and array member names: a renaming one to one, so the
     objects that shared an id (skops's memo) still share one. Padding in arrays zeroed."""
     ordinal: dict[int, int] = {}
+    schema = _renumbered(json.loads(members[SKOPS_SCHEMA]), "__id__", ordinal)
 
-    def renumber(value: int) -> int:
-        return ordinal.setdefault(value, len(ordinal))
-
-    def walk(node: Any) -> Any:
+    def renamed_file(node: Any) -> Any:  # "file": "<id>.npy" names an array member
         if isinstance(node, dict):
-            out = {}
-            for key, value in node.items():
-                if key == "__id__" and isinstance(value, int):
-                    out[key] = renumber(value)
-                elif key == "file" and isinstance(value, str) and _SKOPS_FILE.fullmatch(value):
-                    out[key] = f"{renumber(int(value[:-4]))}.npy"
-                else:
-                    out[key] = walk(value)
-            return out
+            return {
+                key: _array_name(value, ordinal)
+                if key == "file" and isinstance(value, str) and _SKOPS_FILE.fullmatch(value)
+                else renamed_file(value)
+                for key, value in node.items()
+            }
         if isinstance(node, list):
-            return [walk(item) for item in node]
+            return [renamed_file(item) for item in node]
         return node
 
-    schema = walk(json.loads(members[SKOPS_SCHEMA]))
+    schema = renamed_file(schema)
     renamed = {}
     for name, data in members.items():
-        match = _SKOPS_FILE.fullmatch(name)
-        if match:
-            name = f"{renumber(int(match.group(1)))}.npy"
+        if _SKOPS_FILE.fullmatch(name):
+            name = _array_name(name, ordinal)
             data = _zero_padding(data)
         renamed[name] = data
     renamed[SKOPS_SCHEMA] = json.dumps(schema, indent=2).encode()
     return renamed
+
+
+def _array_name(name: str, ordinal: dict[int, int]) -> str:
+    value = int(name.removesuffix(".npy"))
+    return f"{ordinal.setdefault(value, len(ordinal))}.npy"
 
 
 def dump_skops(obj: Any, path: str | Path) -> None:
