@@ -44,7 +44,12 @@ def test_mixed_precision_computes_in_float16_with_float32_heads(train, space, rn
     outputs = model(batch[0])
     assert {str(outputs[head].dtype) for head in outputs} == {"<dtype: 'float32'>"}
     before = model.get_layer("conv1").kernel.numpy().copy()
-    logs = model.train_on_batch(*batch, return_dict=True)
+    # Dynamic loss scaling skips a step whose float16 gradients overflow and halves the
+    # scale (it starts at 2**15), so the first steps may leave the weights as they were.
+    for _ in range(8):
+        logs = model.train_on_batch(*batch, return_dict=True)
+        if not np.array_equal(model.get_layer("conv1").kernel.numpy(), before):
+            break
     assert np.isfinite(logs["loss"])
     assert not np.array_equal(model.get_layer("conv1").kernel.numpy(), before)
 
