@@ -626,9 +626,9 @@ def write_metrics(
     for model in models:
         jsonfile.write(metrics_dir / f"{model}.json", rounded(scores[model].metrics))
     jsonfile.write(metrics_dir / "compare.json", compare_table(scores))
-    jsonfile.write(
-        metrics_dir / "paired.json", paired_table(paired_tests(scores, models, settings))
-    )
+    paired = paired_tests(scores, models, settings)
+    jsonfile.write(metrics_dir / "paired.json", paired_table(paired))
+    return paired
 
 
 def paired_table(paired: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
