@@ -47,7 +47,7 @@ def run(args, params) -> None:
     print(f"best model on val: {best} (serving records in {args.serving})")
     findings = scoring.paired_findings(paired)
     print(
-        "paired tests on test (Holm, 0.05): "
+        f"paired tests on test (Holm, {scoring.PAIRED_ALPHA}): "
         + ("; ".join(findings) if findings else "no difference between models holds")
     )
 

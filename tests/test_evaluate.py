@@ -286,6 +286,9 @@ def test_compare_command_tabulates_every_model(staged: Path, capsys):
     assert cli.main(["compare", "--metrics", str(compare)]) == 0
     printed = capsys.readouterr().out
     assert all(name in printed for name in table.index) and "AUROC" in printed
+    # paired.json beside compare.json: its pairs are printed too.
+    paired = json.loads((staged / "metrics" / "paired.json").read_text())
+    assert "paired tests" in printed and all(pair in printed for pair in paired)
     assert cli.main(["compare", "--metrics", str(staged / "missing.json")]) == 2
     assert "missing.json: No such file" in capsys.readouterr().err
 
