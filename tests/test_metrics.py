@@ -261,3 +261,13 @@ def test_holm_by_hand():
     assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06])
     assert math.isnan(adjusted[3])
     assert metrics.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_paired_tests_reject_mismatched_inputs_and_need_two_cases_per_class():
+    with pytest.raises(ValueError):
+        metrics.delong_test([0, 1, 1], [0.1, 0.2, 0.3], [0.1, 0.2])
+    with pytest.raises(ValueError):
+        metrics.mcnemar_test([1, 0], [1])
+    one_positive = metrics.delong_test([0, 0, 1], [0.1, 0.2, 0.3], [0.3, 0.2, 0.1])
+    assert (one_positive.auroc_a, one_positive.auroc_b) == (1.0, 0.0)
+    assert math.isnan(one_positive.p)

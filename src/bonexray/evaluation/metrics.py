@@ -335,13 +335,12 @@ def delong_test(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray) -> DeLo
     The fast algorithm of Sun & Xu (2014, IEEE SPL 21:1389): the structural components
     (placement values) come from midranks of the positives, the negatives and both
     together, so ties count one half as in the AUROC itself. Their covariance gives the
-    variance of the difference; z = difference / SE, p two-sided from the normal. NaNs
-    without both classes.
+    variance of the difference; z = difference / SE, p two-sided from the normal. All NaN
+    without both classes; SE, z and p NaN with fewer than two cases of a class (no
+    covariance to estimate).
     """
     y, a = _binary(y, score_a)
     _, b = _binary(y, score_b)
-    if a.shape != b.shape:
-        raise ValueError(f"{a.shape[0]} and {b.shape[0]} scores for the same cases")
     nan = float("nan")
     if not has_both_classes(y):
         return DeLongResult(nan, nan, nan, nan, nan, nan)
@@ -355,14 +354,18 @@ def delong_test(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray) -> DeLo
     ty = rankdata(negatives, method="average", axis=1)
     tz = rankdata(np.hstack([positives, negatives]), method="average", axis=1)
     aucs = (tz[:, :m].sum(axis=1) / m - (m + 1) / 2) / n
-    v10 = (tz[:, :m] - tx) / n  # per positive: share of negatives ranked below it
-    v01 = 1.0 - (tz[:, m:] - ty) / m  # per negative: share of positives ranked above it
+    # Structural components (ties count one half): per positive the share of negatives
+    # ranked below it, per negative the share of positives ranked above it.
+    v10 = (tz[:, :m] - tx) / n
+    v01 = 1.0 - (tz[:, m:] - ty) / m
+    difference = float(aucs[0] - aucs[1])
+    if m < 2 or n < 2:
+        return DeLongResult(float(aucs[0]), float(aucs[1]), difference, nan, nan, nan)
     covariance = np.atleast_2d(np.cov(v10)) / m + np.atleast_2d(np.cov(v01)) / n
     variance = float(covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1])
-    difference = float(aucs[0] - aucs[1])
     if variance <= 0.0:
-        # Identical rankings (or a degenerate case): no evidence of a difference unless
-        # the AUROCs differ, which with zero variance cannot happen by chance.
+        # No spread (e.g. the same ranking twice): the difference seen is the only one these
+        # cases allow, so p is 1 when it is 0 and 0 otherwise.
         z = 0.0 if difference == 0.0 else math.copysign(math.inf, difference)
         se = 0.0
     else:
@@ -395,13 +398,13 @@ def mcnemar_test(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemarResult:
     otherwise chi-square with continuity correction, (|b - c| - 1)^2 / (b + c), 1 df.
     p is 1 with no discordant pair; NaN without cases.
     """
-    a = np.asarray(correct_a).astype(bool).reshape(-1)
-    b_ = np.asarray(correct_b).astype(bool).reshape(-1)
-    if a.shape != b_.shape:
-        raise ValueError(f"{a.shape[0]} and {b_.shape[0]} outcomes for the same cases")
-    b, c = int((a & ~b_).sum()), int((~a & b_).sum())
-    difference = (b - c) / a.size if a.size else float("nan")
-    if a.size == 0:
+    right_a = np.asarray(correct_a).astype(bool).reshape(-1)
+    right_b = np.asarray(correct_b).astype(bool).reshape(-1)
+    if right_a.shape != right_b.shape:
+        raise ValueError(f"{right_a.size} and {right_b.size} outcomes for the same cases")
+    b, c = int((right_a & ~right_b).sum()), int((~right_a & right_b).sum())
+    difference = (b - c) / right_a.size if right_a.size else float("nan")
+    if right_a.size == 0:
         return McNemarResult(0, 0, difference, float("nan"), float("nan"), True)
     if b + c < MCNEMAR_EXACT_BELOW:
         from scipy.stats import binomtest
