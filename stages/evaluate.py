@@ -25,7 +25,7 @@ def run(args, params) -> None:
     models = model_names(params)
     labels = read_labels(args.labels, regions)
     scores = scoring.score_predictions(labels, args.predictions, models, regions, settings)
-    scoring.write_metrics(scores, models, args.metrics)
+    paired = scoring.write_metrics(scores, models, settings, args.metrics)
     scoring.write_plots(scores, models, args.plots)
     best = scoring.best_model(scores, models)
     val_pass = float(section(params, "evaluate.ood_val_pass"))
@@ -45,6 +45,11 @@ def run(args, params) -> None:
         f"({val_pass:.0%} of {reference.n_val} val images pass)"
     )
     print(f"best model on val: {best} (serving records in {args.serving})")
+    findings = scoring.paired_findings(paired)
+    print(
+        f"paired tests on test (Holm, {scoring.PAIRED_ALPHA}): "
+        + ("; ".join(findings) if findings else "no difference between models holds")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         "--predictions", type=Path, required=True, help="directory of <model>.parquet"
     )
     parser.add_argument(
-        "--metrics", type=Path, required=True, help="directory for <model>.json, compare.json"
+        "--metrics",
+        type=Path,
+        required=True,
+        help="directory for <model>.json, compare.json, paired.json",
     )
     parser.add_argument("--plots", type=Path, required=True, help="directory for the plot CSVs")
     parser.add_argument(

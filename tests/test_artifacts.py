@@ -70,3 +70,4 @@ def test_metrics_diff_shows_the_headline_and_no_stage_loses_the_run_cache():
     cached = {out.def_path for out in outs if out.use_cache}
     for model in (*PARAMS["models"], "rf"):
         assert {f"metrics/{model}.json", f"metrics/train/{model}.json"} <= cached, model
+    assert "metrics/paired.json" in cached  # the paired tests: a table per pair, not headline

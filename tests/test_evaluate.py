@@ -286,6 +286,9 @@ def test_compare_command_tabulates_every_model(staged: Path, capsys):
     assert cli.main(["compare", "--metrics", str(compare)]) == 0
     printed = capsys.readouterr().out
     assert all(name in printed for name in table.index) and "AUROC" in printed
+    # paired.json beside compare.json: its pairs are printed too.
+    paired = json.loads((staged / "metrics" / "paired.json").read_text())
+    assert "paired tests" in printed and all(pair in printed for pair in paired)
     assert cli.main(["compare", "--metrics", str(staged / "missing.json")]) == 2
     assert "missing.json: No such file" in capsys.readouterr().err
 
@@ -487,3 +490,35 @@ def test_hardware_auroc_is_undefined_when_every_such_image_is_fractured():
     }
     assert breakdown["without_hardware"]["auroc"] == 1.0
     assert breakdown["without_hardware"]["n"] == 2
+
+
+def test_stage_writes_one_paired_test_per_model_pair(staged: Path):
+    paired = json.loads((staged / "metrics" / "paired.json").read_text())
+    # Each unordered pair once, named "<a>~<b>" in the params' model order.
+    by_pair = {frozenset(pair.split("~")): pair for pair in paired}
+    assert len(by_pair) == len(paired)
+    assert set(by_pair) == {frozenset((a, b)) for a in MODELS for b in MODELS if a != b}
+    compare = json.loads((staged / "metrics" / "compare.json").read_text())
+    for pair, row in paired.items():
+        a, b = pair.split("~")
+        assert row["n_fracture"] == compare["test_set.fracture_n"]
+        assert row["n_region"] == compare["test_set.region_n"]
+        for test in ("fracture_auroc", "region_accuracy"):
+            expected = compare[f"{a}.{test}"] - compare[f"{b}.{test}"]
+            assert row[f"{test}_difference"] == pytest.approx(expected, abs=2e-4)
+            assert 0.0 <= row[f"{test}_p"] <= row[f"{test}_p_holm"] <= 1.0
+    # The fabricated cnn_rnn_nas is informative, rf is noise: its lead holds after Holm.
+    assert paired[by_pair[frozenset(("cnn_rnn_nas", "rf"))]]["fracture_auroc_p_holm"] < 0.05
+    report_html = (staged / "plots" / "report.html").read_text()
+    assert "Paired tests between models" in report_html
+    assert all(f"<td>{pair}</td>" in report_html for pair in paired)
+
+
+def test_paired_tests_of_a_model_with_itself_find_nothing(tmp_path: Path):
+    scored = scored_repo(tmp_path)
+    scores = {**scored["scores"], "twin": scored["scores"]["cnn"]}
+    paired = evaluate.paired_tests(scores, ["cnn", "twin"], scored["settings"])
+    row = paired["cnn~twin"]
+    assert row["fracture_auroc_difference"] == 0.0 and row["fracture_auroc_p"] == 1.0
+    assert row["region_accuracy_difference"] == 0.0 and row["region_accuracy_p"] == 1.0
+    assert evaluate.paired_findings(paired) == []

@@ -169,3 +169,105 @@ def test_wilson_interval_by_hand():
     assert all(np.isnan(metrics.wilson_interval(0, 0)))
     with pytest.raises(ValueError, match="11 successes out of 10"):
         metrics.wilson_interval(11, 10)
+
+
+# ---------------------------------------------------------------- paired tests
+
+
+def _psi(x: float, y: float) -> float:
+    return 1.0 if x > y else 0.5 if x == y else 0.0
+
+
+def _brute_force_delong_variance(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """Var(AUC_a - AUC_b) from DeLong's (1988) structural components by their definition."""
+    components = []
+    for s in (a, b):
+        pos, neg = s[y == 1], s[y == 0]
+        v10 = np.array([np.mean([_psi(x, z) for z in neg]) for x in pos])
+        v01 = np.array([np.mean([_psi(x, z) for x in pos]) for z in neg])
+        components.append((v10, v01))
+    (a10, a01), (b10, b01) = components
+    s10 = np.cov(np.vstack([a10, b10]))
+    s01 = np.cov(np.vstack([a01, b01]))
+    cov = s10 / a10.size + s01 / a01.size
+    return float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
+
+
+def test_delong_aurocs_match_sklearn_and_variance_matches_brute_force():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 40)
+    # Rounded to one decimal: many ties, within and across classes.
+    a = np.round(y + rng.normal(0, 1, 40), 1)
+    b = np.round(0.5 * y + rng.normal(0, 1, 40), 1)
+    result = metrics.delong_test(y, a, b)
+    from sklearn.metrics import roc_auc_score
+
+    assert result.auroc_a == pytest.approx(roc_auc_score(y, a), abs=1e-12)
+    assert result.auroc_b == pytest.approx(roc_auc_score(y, b), abs=1e-12)
+    assert result.difference == pytest.approx(result.auroc_a - result.auroc_b, abs=1e-12)
+    variance = _brute_force_delong_variance(y, a, b)
+    assert result.standard_error**2 == pytest.approx(variance, rel=1e-9)
+    assert result.z == pytest.approx(result.difference / math.sqrt(variance), rel=1e-9)
+    assert result.p == pytest.approx(2 * (1 - 0.5 * (1 + math.erf(abs(result.z) / 2**0.5))))
+
+
+def test_delong_of_identical_scores_has_p_one():
+    y, p = _noisy_scores(100, seed=1)
+    result = metrics.delong_test(y, p, p)
+    assert result.difference == 0.0 and result.p == 1.0
+
+
+def test_delong_of_a_perfect_against_a_random_scorer():
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 200)
+    result = metrics.delong_test(y, y + 0.1 * rng.random(200), rng.random(200))
+    assert result.auroc_a == 1.0
+    assert result.difference > 0.3 and result.p < 0.001
+
+
+def test_delong_without_both_classes_is_nan():
+    result = metrics.delong_test(np.ones(5), np.arange(5), np.arange(5))
+    assert math.isnan(result.p) and math.isnan(result.difference)
+
+
+def test_mcnemar_exact_by_hand():
+    correct_a = np.array([1] * 10 + [1] * 5 + [0] * 3)
+    correct_b = np.array([0] * 10 + [1] * 5 + [0] * 3)
+    result = metrics.mcnemar_test(correct_a, correct_b)
+    assert (result.b, result.c, result.exact) == (10, 0, True)
+    assert result.p == pytest.approx(2 * 0.5**10)
+    assert result.difference == pytest.approx(10 / 18)
+
+
+def test_mcnemar_chi_square_with_continuity_correction_by_hand():
+    # b = 30, c = 10: (|30 - 10| - 1)^2 / 40 = 9.025, 1 df.
+    correct_a = np.array([1] * 30 + [0] * 10 + [1] * 60)
+    correct_b = np.array([0] * 30 + [1] * 10 + [1] * 60)
+    result = metrics.mcnemar_test(correct_a, correct_b)
+    assert not result.exact
+    assert result.statistic == pytest.approx(9.025)
+    assert result.p == pytest.approx(math.erfc(math.sqrt(9.025 / 2)))  # chi2(1) tail
+
+
+def test_mcnemar_of_identical_outcomes_has_p_one():
+    outcomes = np.array([1, 0, 1, 1, 0])
+    result = metrics.mcnemar_test(outcomes, outcomes)
+    assert (result.b, result.c, result.p) == (0, 0, 1.0)
+
+
+def test_holm_by_hand():
+    adjusted = metrics.holm([0.01, 0.04, 0.03, float("nan")])
+    # sorted 0.01, 0.03, 0.04 times 3, 2, 1, made monotone: 0.03, 0.06, 0.06.
+    assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06])
+    assert math.isnan(adjusted[3])
+    assert metrics.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_paired_tests_reject_mismatched_inputs_and_need_two_cases_per_class():
+    with pytest.raises(ValueError):
+        metrics.delong_test([0, 1, 1], [0.1, 0.2, 0.3], [0.1, 0.2])
+    with pytest.raises(ValueError):
+        metrics.mcnemar_test([1, 0], [1])
+    one_positive = metrics.delong_test([0, 0, 1], [0.1, 0.2, 0.3], [0.3, 0.2, 0.1])
+    assert (one_positive.auroc_a, one_positive.auroc_b) == (1.0, 0.0)
+    assert math.isnan(one_positive.p)

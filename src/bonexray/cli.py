@@ -89,7 +89,12 @@ def _configure_compare(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from bonexray.evaluation.scoring import compare_frame
+    from bonexray.evaluation.scoring import (
+        PAIRED_ALPHA,
+        compare_frame,
+        paired_findings,
+        paired_frame,
+    )
 
     try:
         flat = json.loads(args.metrics.read_text())
@@ -120,6 +125,26 @@ def _run_compare(args: argparse.Namespace) -> int:
     )
     columns = [c for c in shown if c in table.columns]
     print(table[columns].rename(columns=shown).to_string(float_format="{:.3f}".format))
+    paired_path = args.metrics.parent / "paired.json"  # evaluate writes it beside compare.json
+    if paired_path.is_file():
+        paired = json.loads(paired_path.read_text())
+        print(f"\npaired tests on the same test images ({paired_path}; difference = a - b):")
+        short = {
+            "fracture_auroc_difference": "AUROC diff",
+            "fracture_auroc_p": "AUROC p",
+            "fracture_auroc_p_holm": "AUROC p Holm",
+            "region_accuracy_difference": "acc diff",
+            "region_accuracy_p": "acc p",
+            "region_accuracy_p_holm": "acc p Holm",
+            "n_fracture": "n frac",
+            "n_region": "n region",
+        }
+        table = paired_frame(paired).rename(columns=short)
+        print(table.to_string(float_format="{:.3g}".format))
+        findings = paired_findings(paired)
+        print(
+            f"holds after Holm ({PAIRED_ALPHA}): " + ("; ".join(findings) if findings else "none")
+        )
     return 0
 
 

@@ -13,6 +13,7 @@ probabilities; a case is predicted positive when ``p >= threshold`` (scikit-lear
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -313,3 +314,119 @@ def auroc_by_group(y: np.ndarray, p: np.ndarray, groups: Sequence[object]) -> di
     y, p = _binary(y, p)
     groups = np.asarray(groups, dtype=object)
     return {g: auroc(y[groups == g], p[groups == g]) for g in pd.unique(groups)}
+
+
+# ---------------------------------------------------------------- paired model comparison
+
+
+@dataclass(frozen=True)
+class DeLongResult:
+    auroc_a: float
+    auroc_b: float
+    difference: float  # auroc_a - auroc_b
+    standard_error: float
+    z: float
+    p: float  # two-sided; 1 where the difference and its variance are both 0
+
+
+def delong_test(y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray) -> DeLongResult:
+    """DeLong's test of two correlated AUROCs: two scorers on the same cases.
+
+    The fast algorithm of Sun & Xu (2014, IEEE SPL 21:1389): the structural components
+    (placement values) come from midranks of the positives, the negatives and both
+    together, so ties count one half as in the AUROC itself. Their covariance gives the
+    variance of the difference; z = difference / SE, p two-sided from the normal. All NaN
+    without both classes; SE, z and p NaN with fewer than two cases of a class (no
+    covariance to estimate).
+    """
+    y, a = _binary(y, score_a)
+    _, b = _binary(y, score_b)
+    nan = float("nan")
+    if not has_both_classes(y):
+        return DeLongResult(nan, nan, nan, nan, nan, nan)
+    m, n = int((y == 1).sum()), int((y == 0).sum())
+    positives = np.vstack([a[y == 1], b[y == 1]])  # (2, m)
+    negatives = np.vstack([a[y == 0], b[y == 0]])  # (2, n)
+    from scipy.stats import norm, rankdata
+
+    # Midranks (ties get the mean of their ranks), within each class and over both.
+    tx = rankdata(positives, method="average", axis=1)
+    ty = rankdata(negatives, method="average", axis=1)
+    tz = rankdata(np.hstack([positives, negatives]), method="average", axis=1)
+    aucs = (tz[:, :m].sum(axis=1) / m - (m + 1) / 2) / n
+    # Structural components (ties count one half): per positive the share of negatives
+    # ranked below it, per negative the share of positives ranked above it.
+    v10 = (tz[:, :m] - tx) / n
+    v01 = 1.0 - (tz[:, m:] - ty) / m
+    difference = float(aucs[0] - aucs[1])
+    if m < 2 or n < 2:
+        return DeLongResult(float(aucs[0]), float(aucs[1]), difference, nan, nan, nan)
+    covariance = np.atleast_2d(np.cov(v10)) / m + np.atleast_2d(np.cov(v01)) / n
+    variance = float(covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1])
+    if variance <= 0.0:
+        # No spread (e.g. the same ranking twice): the difference seen is the only one these
+        # cases allow, so p is 1 when it is 0 and 0 otherwise.
+        z = 0.0 if difference == 0.0 else math.copysign(math.inf, difference)
+        se = 0.0
+    else:
+        se = math.sqrt(variance)
+        z = difference / se
+    return DeLongResult(
+        float(aucs[0]), float(aucs[1]), difference, se, z, float(2 * norm.sf(abs(z)))
+    )
+
+
+@dataclass(frozen=True)
+class McNemarResult:
+    b: int  # cases only A got right
+    c: int  # cases only B got right
+    difference: float  # accuracy of A - accuracy of B: (b - c) / n
+    statistic: float  # the chi-square statistic, or b for the exact test
+    p: float
+    exact: bool
+
+
+# Below this many discordant pairs the chi-square approximation is poor: exact binomial.
+MCNEMAR_EXACT_BELOW = 25
+
+
+def mcnemar_test(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemarResult:
+    """McNemar's test of two classifiers' accuracies on the same cases.
+
+    Only discordant cases count: b (A right, B wrong) and c (the reverse). With
+    b + c < MCNEMAR_EXACT_BELOW the exact two-sided binomial test (scipy's binomtest);
+    otherwise chi-square with continuity correction, (|b - c| - 1)^2 / (b + c), 1 df.
+    p is 1 with no discordant pair; NaN without cases.
+    """
+    right_a = np.asarray(correct_a).astype(bool).reshape(-1)
+    right_b = np.asarray(correct_b).astype(bool).reshape(-1)
+    if right_a.shape != right_b.shape:
+        raise ValueError(f"{right_a.size} and {right_b.size} outcomes for the same cases")
+    b, c = int((right_a & ~right_b).sum()), int((~right_a & right_b).sum())
+    difference = (b - c) / right_a.size if right_a.size else float("nan")
+    if right_a.size == 0:
+        return McNemarResult(0, 0, difference, float("nan"), float("nan"), True)
+    if b + c < MCNEMAR_EXACT_BELOW:
+        from scipy.stats import binomtest
+
+        p = 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5).pvalue)
+        return McNemarResult(b, c, difference, float(b), p, True)
+    from scipy.stats import chi2
+
+    statistic = (abs(b - c) - 1) ** 2 / (b + c)
+    return McNemarResult(b, c, difference, float(statistic), float(chi2.sf(statistic, 1)), False)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p values (family-wise error), in the input order; NaNs
+    stay NaN and do not count towards the family."""
+    # scipy has no Holm adjustment (statsmodels does, but is not a dependency).
+    values = np.asarray(p_values, dtype=np.float64)
+    adjusted = np.full(values.shape, np.nan)
+    defined = np.flatnonzero(~np.isnan(values))
+    order = defined[np.argsort(values[defined], kind="stable")]
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (order.size - rank) * values[i]))
+        adjusted[i] = running
+    return [float(v) for v in adjusted]

@@ -474,6 +474,98 @@ def _finite_or_none(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
+# ---------------------------------------------------------------- paired comparison
+
+
+def _pair_rows(test_a: pd.DataFrame, test_b: pd.DataFrame) -> pd.DataFrame:
+    """The test rows both models scored, matched on id (suffixes _a and _b)."""
+    keep = ["id", "region", "fracture", "label_source", "p_fracture", "predicted_region"]
+    return test_a[keep].merge(
+        test_b[["id", "p_fracture", "predicted_region"]], on="id", suffixes=("_a", "_b")
+    )
+
+
+def paired_tests(
+    scores: Mapping[str, Scores], models: Sequence[str], settings: Settings
+) -> dict[str, dict[str, Any]]:
+    """For every pair of models "<a>~<b>" (in ``models`` order), on the test images both
+    scored: DeLong's test of the fracture AUROC difference and McNemar's of the region
+    accuracy difference (a minus b), with Holm-adjusted p across the pairs, per test.
+
+    The fracture rows are those with a fracture label, the region rows those with a
+    region from ``score_region_sources``: the rows each model's own scores use.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for i, a in enumerate(models):
+        for b in models[i + 1 :]:
+            rows = _pair_rows(scores[a].test, scores[b].test)
+            frac = _fracture_rows(rows)
+            region = _region_rows(rows, settings.score_region_sources)
+            delong = metrics.delong_test(
+                frac["fracture"].astype(int), frac["p_fracture_a"], frac["p_fracture_b"]
+            )
+            mcnemar = metrics.mcnemar_test(
+                region["predicted_region_a"] == region["region"],
+                region["predicted_region_b"] == region["region"],
+            )
+            out[f"{a}~{b}"] = {
+                "n_fracture": int(len(frac)),
+                "fracture_auroc_difference": delong.difference,
+                "fracture_auroc_difference_se": delong.standard_error,
+                "fracture_auroc_z": delong.z,
+                "fracture_auroc_p": delong.p,
+                "n_region": int(len(region)),
+                "region_accuracy_difference": mcnemar.difference,
+                "region_only_a_right": mcnemar.b,
+                "region_only_b_right": mcnemar.c,
+                "region_accuracy_test": "exact binomial" if mcnemar.exact else "chi-square",
+                "region_accuracy_p": mcnemar.p,
+            }
+    for test in ("fracture_auroc", "region_accuracy"):
+        adjusted = metrics.holm([row[f"{test}_p"] for row in out.values()])
+        for row, p in zip(out.values(), adjusted, strict=True):
+            row[f"{test}_p_holm"] = p
+    return out
+
+
+PAIRED_ALPHA = 0.05  # the family-wise level the report's words use (Holm-adjusted p)
+
+
+def paired_frame(paired: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """paired.json as a table: one row per model pair, the differences and p values."""
+    columns = [
+        "fracture_auroc_difference",
+        "fracture_auroc_p",
+        "fracture_auroc_p_holm",
+        "region_accuracy_difference",
+        "region_accuracy_p",
+        "region_accuracy_p_holm",
+        "n_fracture",
+        "n_region",
+    ]
+    frame = pd.DataFrame.from_dict(dict(paired), orient="index")
+    return frame.reindex(columns=columns).rename_axis("a~b")
+
+
+def paired_findings(paired: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """In words: the differences that hold at PAIRED_ALPHA after Holm's adjustment."""
+    found = []
+    for pair, row in paired.items():
+        a, b = pair.split("~", 1)
+        for test, what in (
+            ("fracture_auroc", "fracture AUROC"),
+            ("region_accuracy", "region accuracy"),
+        ):
+            p, difference = row[f"{test}_p_holm"], row[f"{test}_difference"]
+            if p is not None and not math.isnan(p) and p < PAIRED_ALPHA:
+                better, worse = (a, b) if difference > 0 else (b, a)
+                found.append(
+                    f"{better} has a higher {what} than {worse} "
+                    f"(difference {abs(difference):.3f}, Holm-adjusted p {p:.3g})"
+                )
+    return found
+
+
 # ---------------------------------------------------------------- writing
 
 
@@ -523,13 +615,36 @@ def compare_frame(flat: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def write_metrics(
-    scores: Mapping[str, Scores], models: Sequence[str], metrics_dir: str | Path
-) -> None:
-    """metrics/<model>.json (nested) for each model and metrics/compare.json (flat)."""
+    scores: Mapping[str, Scores],
+    models: Sequence[str],
+    settings: Settings,
+    metrics_dir: str | Path,
+) -> dict[str, dict[str, Any]]:
+    """metrics/<model>.json (nested) for each model, metrics/compare.json (flat) and
+    metrics/paired.json (paired_tests: one entry per model pair), which is returned."""
     metrics_dir = Path(metrics_dir)
     for model in models:
         jsonfile.write(metrics_dir / f"{model}.json", rounded(scores[model].metrics))
     jsonfile.write(metrics_dir / "compare.json", compare_table(scores))
+    paired = paired_tests(scores, models, settings)
+    jsonfile.write(metrics_dir / "paired.json", paired_table(paired))
+    return paired
+
+
+def paired_table(paired: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """paired_tests for paired.json: p values to 3 significant digits (4 decimals would
+    write a p of 1e-7 as 0), everything else ``rounded``."""
+    return {
+        pair: {
+            key: (
+                float(f"{value:.3g}")
+                if key.endswith(("_p", "_p_holm")) and not math.isnan(value)
+                else rounded(value)
+            )
+            for key, value in row.items()
+        }
+        for pair, row in paired.items()
+    }
 
 
 PLOT_KINDS = ("roc", "pr", "calibration", "confusion", "region_recall")

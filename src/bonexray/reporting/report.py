@@ -22,7 +22,16 @@ from PIL import Image
 from plotly.subplots import make_subplots
 
 from bonexray.errors import ConfigError
-from bonexray.evaluation.scoring import COMPARE_KEYS, Scores, Settings, best_model
+from bonexray.evaluation.scoring import (
+    COMPARE_KEYS,
+    PAIRED_ALPHA,
+    Scores,
+    Settings,
+    best_model,
+    paired_findings,
+    paired_frame,
+    paired_tests,
+)
 from bonexray.io.labels import FLAG_COLUMNS
 from bonexray.io.shards import ShardReader
 
@@ -503,6 +512,32 @@ def flag_tables(scores: Mapping[str, Scores]) -> str:
     return "".join(parts)
 
 
+def paired_section(scores: Mapping[str, Scores], models: Sequence[str], settings: Settings) -> str:
+    """The paired tests between models on the same test images (scoring.paired_tests): a
+    row per pair, and in words the differences that hold after Holm's adjustment."""
+    paired = paired_tests(scores, models, settings)
+    if not paired:
+        return ""
+    frame = paired_frame(paired)
+    for column in [c for c in frame.columns if c.endswith(("_p", "_p_holm"))]:
+        # 3 significant digits: a fixed 3 decimals would show p = 1e-7 as 0.000.
+        frame[column] = [_cell(None) if np.isnan(v) else f"{v:.3g}" for v in frame[column]]
+    findings = paired_findings(paired)
+    words = (
+        "Differences that hold: " + "; ".join(findings) + "."
+        if findings
+        else "No difference between two models holds at this level: the table gives no order."
+    )
+    return (
+        "<h3>Paired tests between models (same test images)</h3>"
+        "<p>Difference = first model minus second. Fracture AUROC: DeLong's test (Sun &amp; Xu's "
+        "fast algorithm); region accuracy: McNemar's test on the images one model got right "
+        "and the other wrong (exact binomial under 25 such images). p_holm: Holm-adjusted over "
+        f"the {len(paired)} pairs, per test; a model is ranked above another only where "
+        f"p_holm &lt; {PAIRED_ALPHA}. {html.escape(words)}</p>{_table(frame)}"
+    )
+
+
 def _examples_html(examples: Sequence[Example], model: str) -> str:
     if not examples:
         return "<p class=muted>No test images available.</p>"
@@ -596,7 +631,8 @@ def render(
         f"<h2>Data provenance</h2><ul>{provenance_items}</ul>"
         "<section id=summary><h2>Summary (test set)</h2>"
         f"<p>{html.escape(settings_note(settings))}</p>"
-        f"{summary_table(scores, models)}{flag_tables(scores)}</section>"
+        f"{summary_table(scores, models)}{flag_tables(scores)}"
+        f"{paired_section(scores, models, settings)}</section>"
         f"{''.join(sections)}</body></html>\n"
     )
 
