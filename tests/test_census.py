@@ -255,3 +255,29 @@ def test_repair_quarantines_census_refusals_without_opening(linked, tmp_path):
         assert (quarantine.loc[ids, "status"] == status).all()  # not "missing"
         assert (quarantine.loc[ids, "reason"] == table.set_index("id").loc[ids, "reason"]).all()
     assert metrics["quarantined_by_reason"] == {"bad_name": 1, "outside_link": 3}
+
+
+def test_repair_over_the_corpus_keeps_or_quarantines_every_image(repo, table, tmp_path):
+    """The corpus through census then repair: every image row is in exactly one output, with
+    the decoder's verdict; nothing usable is reduced to black."""
+    from bonexray.data.repair import repair
+    from bonexray.io.shards import ShardReader
+
+    root, expected = repo
+    metrics = repair(
+        table, tmp_path / "repair", tmp_path / "q.csv", size=32, keep_aspect=True,
+        limits=imaging.Limits(), root=root,
+    )  # fmt: skip
+    kept = ShardReader(tmp_path / "repair")
+    quarantine = pd.read_csv(tmp_path / "q.csv", keep_default_na=False).set_index("id")
+    images = table.loc[table["role"] == "image", "id"]
+    assert sorted([*kept.index["id"], *quarantine.index]) == sorted(images)
+    assert metrics["usability_changed_since_census"] == 0  # one decoder, one verdict
+    for name, bad in expected.items():
+        key = f"data/bad/{name}"
+        if name == "folder.jpg" or (bad.root_only_differs and os.geteuid() == 0):
+            continue
+        if bad.status in imaging.USABLE:
+            assert kept[kept.position(key)].max() > 0, name
+        else:
+            assert quarantine.loc[key, "status"] == bad.status and quarantine.loc[key, "reason"]
