@@ -61,6 +61,14 @@ def letterbox_geometry(width: int, height: int, size: int) -> Letterbox:
     return Letterbox((size - new_w) // 2, (size - new_h) // 2, new_w, new_h)
 
 
+def content_box(width: int | None, height: int | None, size: int, keep_aspect: bool) -> Letterbox:
+    """Where to_working puts a width x height image in the square (all of it when stretched,
+    or when the size is unknown)."""
+    if not keep_aspect or not width or not height:
+        return Letterbox(0, 0, size, size)
+    return letterbox_geometry(width, height, size)
+
+
 def to_working(gray: np.ndarray, size: int, keep_aspect: bool = True) -> np.ndarray:
     """Resize a 2-D grayscale image to a ``(size, size)`` uint8 image.
 
@@ -77,7 +85,7 @@ def to_working(gray: np.ndarray, size: int, keep_aspect: bool = True) -> np.ndar
     if gray.ndim != 2 or min(gray.shape) < 1:
         raise ValueError(f"expected a non-empty 2-D grayscale array, got shape {gray.shape}")
     height, width = gray.shape
-    box = letterbox_geometry(width, height, size) if keep_aspect else Letterbox(0, 0, size, size)
+    box = content_box(width, height, size, keep_aspect)
     if gray.dtype == np.uint8:  # PIL widens 8-bit to float in one pass, values 0..255
         as_float, full_scale = Image.fromarray(gray).convert("F"), 255.0
     else:

@@ -33,7 +33,7 @@ stage reports it and warns rather than fails.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -45,7 +45,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import StratifiedGroupKFold
 
-from bonexray.data.resize import letterbox_geometry
+from bonexray.data.resize import content_box
 from bonexray.data.taxonomy import Taxonomy
 from bonexray.errors import ConfigError
 from bonexray.io.labels import SPLITS
@@ -287,6 +287,13 @@ def tile_pairs(tile_hashes: Sequence[str], link: TileLink) -> np.ndarray:
     return np.concatenate(found) if found else np.empty((0, 2), dtype=np.int64)
 
 
+def _hash_edges(hashes: pd.Series, pairs_of: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+    """Edges (row pairs of the frame) that ``pairs_of`` finds among the rows with a hash."""
+    rows = np.flatnonzero(hashes.notna().to_numpy())
+    near = pairs_of(hashes.iloc[rows].astype(str).tolist())
+    return rows[near] if len(near) else near
+
+
 def _key_edges(keys: pd.Series) -> np.ndarray:
     """Edges joining every row to the first row with the same (non-missing) key."""
     present = keys.notna().to_numpy()
@@ -326,15 +333,13 @@ def duplicate_groups(
     n = len(frame)
     edges = {kind: _key_edges(keys) for kind, keys in link_keys(frame, group_by_patient).items()}
     for kind, max_distance in hash_distances.items():
-        hashes = frame[HASH_LINKS[kind]]
-        hashed_rows = np.flatnonzero(hashes.notna().to_numpy())
-        near = near_duplicate_pairs(hashes.iloc[hashed_rows].astype(str).tolist(), max_distance)
-        edges[kind] = hashed_rows[near] if len(near) else near
+        edges[kind] = _hash_edges(
+            frame[HASH_LINKS[kind]], lambda hashes, d=max_distance: near_duplicate_pairs(hashes, d)
+        )
     if tile_link is not None:
-        tiles = frame["tile_hash"]
-        hashed_rows = np.flatnonzero(tiles.notna().to_numpy())
-        near = tile_pairs(tiles.iloc[hashed_rows].astype(str).tolist(), tile_link)
-        edges[TILE_LINK] = hashed_rows[near] if len(near) else near
+        edges[TILE_LINK] = _hash_edges(
+            frame["tile_hash"], lambda hashes: tile_pairs(hashes, tile_link)
+        )
     every = np.concatenate(list(edges.values())) if edges else np.empty((0, 2), dtype=np.int64)
     graph = coo_matrix((np.ones(len(every)), (every[:, 0], every[:, 1])), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
@@ -398,11 +403,31 @@ def _cross_pairs_equal_keys(keys: pd.Series, split: np.ndarray) -> int:
     return int(((table.sum(axis=1) ** 2 - (table**2).sum(axis=1)) // 2).sum())
 
 
-def _cross_pairs_near(hex_hashes: pd.Series, split: np.ndarray, max_distance: int) -> int:
-    """Near-duplicate pairs across splits, as a +-1 bit matrix product (not XOR/popcount).
+def _cross_pairs_cells(
+    signs: np.ndarray, shown: np.ndarray, split: np.ndarray, max_distance: int, matches: int
+) -> int:
+    """Pairs across splits whose (n, cells, bits) +-1 hashes agree within ``max_distance``
+    bits on at least ``matches`` cells both show, as +-1 matrix products (not XOR/popcount):
+    for +-1 vectors a, b of n bits, a . b = n - 2 * hamming(a, b)."""
+    n_bits = signs.shape[2]
+    leaks = 0
+    for a_pos, a in enumerate(SPLITS):
+        for b in SPLITS[a_pos + 1 :]:
+            left, right = signs[split == a], signs[split == b]
+            shown_left, shown_right = shown[split == a], shown[split == b]
+            for start in range(0, len(left), 1024):
+                rows = slice(start, start + 1024)
+                agree = np.zeros((len(left[rows]), len(right)), np.int32)
+                for cell in range(signs.shape[1]):
+                    dot = left[rows, cell] @ right[:, cell].T
+                    close = (n_bits - dot) / 2 <= max_distance  # exact in float32
+                    agree += close & shown_left[rows, cell, None] & shown_right[None, :, cell]
+                leaks += int((agree >= matches).sum())
+    return leaks
 
-    For +-1 vectors a, b of n bits, a . b = n - 2 * hamming(a, b).
-    """
+
+def _cross_pairs_near(hex_hashes: pd.Series, split: np.ndarray, max_distance: int) -> int:
+    """Near-duplicate pairs across splits: one cell, the whole hash."""
     present = hex_hashes.notna().to_numpy()
     hashes = hex_hashes[present].astype(str).tolist()
     if not hashes:
@@ -410,21 +435,13 @@ def _cross_pairs_near(hex_hashes: pd.Series, split: np.ndarray, max_distance: in
     bits = np.unpackbits(
         np.stack([np.frombuffer(bytes.fromhex(h), dtype=np.uint8) for h in hashes]), axis=1
     )
-    signs = bits.astype(np.float32) * 2 - 1
-    n_bits = signs.shape[1]
-    split = split[present]
-    leaks = 0
-    for a_pos, a in enumerate(SPLITS):
-        for b in SPLITS[a_pos + 1 :]:
-            left, right = signs[split == a], signs[split == b]
-            for start in range(0, len(left), 1024):
-                dot = left[start : start + 1024] @ right.T
-                leaks += int(((n_bits - dot) / 2 <= max_distance).sum())  # exact in float32
-    return leaks
+    signs = (bits.astype(np.float32) * 2 - 1)[:, None, :]
+    shown = np.ones(signs.shape[:2], dtype=bool)
+    return _cross_pairs_cells(signs, shown, split[present], max_distance, matches=1)
 
 
 def _cross_pairs_tiles(tile_hashes: pd.Series, split: np.ndarray, link: TileLink) -> int:
-    """Tile-linked pairs across splits, per cell as a +-1 bit matrix product."""
+    """Tile-linked pairs across splits: TILE_GRID**2 cells of 64 bits."""
     present_rows = tile_hashes.notna().to_numpy()
     words, present = unpack_tiles(tile_hashes[present_rows].astype(str).tolist())
     if not len(words):
@@ -432,21 +449,7 @@ def _cross_pairs_tiles(tile_hashes: pd.Series, split: np.ndarray, link: TileLink
     # (n, cells, 64) signs: the bits of each cell's hash, big-endian as written in hex
     bits = np.unpackbits(words.astype(">u8").view(np.uint8).reshape(len(words), -1, 8), axis=2)
     signs = bits.astype(np.float32) * 2 - 1
-    split = split[present_rows]
-    leaks = 0
-    for a_pos, a in enumerate(SPLITS):
-        for b in SPLITS[a_pos + 1 :]:
-            left, right = signs[split == a], signs[split == b]
-            shown_left, shown_right = present[split == a], present[split == b]
-            for start in range(0, len(left), 1024):
-                rows = slice(start, start + 1024)
-                matches = np.zeros((len(left[rows]), len(right)), np.int32)
-                for cell in range(signs.shape[1]):
-                    dot = left[rows, cell] @ right[:, cell].T
-                    close = (64 - dot) / 2 <= link.distance  # exact in float32
-                    matches += close & shown_left[rows, cell, None] & shown_right[None, :, cell]
-                leaks += int((matches >= link.matches).sum())
-    return leaks
+    return _cross_pairs_cells(signs, present, split[present_rows], link.distance, link.matches)
 
 
 def count_leaks(
@@ -492,13 +495,12 @@ def pixel_thumbnails(reader: ShardReader, side: int, batch: int = 1024) -> np.nd
         range(0, len(index), batch), reader.iter_batches(positions, batch), strict=True
     ):
         for k, image in enumerate(pixels, start):
-            box = letterbox_geometry(int(widths[k]), int(heights[k]), size)
+            box = content_box(int(widths[k]), int(heights[k]), size, keep_aspect)
             inset = 1 if keep_aspect and min(box.width, box.height) > 2 else 0
-            if keep_aspect:
-                image = image[
-                    box.top + inset : box.top + box.height - inset,
-                    box.left + inset : box.left + box.width - inset,
-                ]
+            image = image[
+                box.top + inset : box.top + box.height - inset,
+                box.left + inset : box.left + box.width - inset,
+            ]
             thumb = Image.fromarray(image).convert("F").resize((side, side), Image.Resampling.BOX)
             out[k] = np.asarray(thumb)
     return out

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bonexray.data.resize import Letterbox, letterbox_geometry
+from bonexray.data.resize import Letterbox, content_box
 from bonexray.errors import ConfigError
 from bonexray.io.shards import ShardReader
 
@@ -32,13 +32,6 @@ FEATURES = ("mean", "std", "p05", "p50", "p95", "padding", "gradient")
 # would make a tiny difference look extreme; its std is floored at this.
 STD_FLOOR = 0.02
 BATCH = 512  # working images read at once while fitting
-
-
-def content_box(width: int | None, height: int | None, size: int, keep_aspect: bool) -> Letterbox:
-    """Where to_working put the image inside the square (the whole square when stretched)."""
-    if not keep_aspect or not width or not height:
-        return Letterbox(0, 0, size, size)
-    return letterbox_geometry(width, height, size)
 
 
 def statistics(working: np.ndarray, box: Letterbox) -> np.ndarray:

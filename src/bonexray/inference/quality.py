@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from bonexray.data.resize import Working
+from bonexray.data.resize import Working, content_box
 from bonexray.evaluation import ood
 from bonexray.io.params import ParamsError
 
@@ -79,7 +79,7 @@ class Gate:
 
     def assess(self, working: Working) -> Assessment:
         """Flags of one usable working image (working.pixels is not None)."""
-        box = ood.content_box(working.width, working.height, self.size, self.keep_aspect)
+        box = content_box(working.width, working.height, self.size, self.keep_aspect)
         stats = ood.statistics(working.pixels, box)
         found: list[tuple[str, str]] = []
         contrast = float(stats[ood.FEATURES.index("std")])
