@@ -24,6 +24,7 @@ def config(**changes) -> F.FeatureConfig:
         level=2,
         mode="periodization",
         fft=True,
+        grid="finest",
         rf_approx_size=4,
         entropy_bins=32,
         shard_size=5,
@@ -57,16 +58,10 @@ def test_stored_bands_invert_to_the_image(tmp_path, wavelet):
 
     bands = ShardReader(tmp_path / "features" / F.BANDS_DIR)
     mean, std = np.array(bands.meta["mean"]), np.array(bands.meta["std"])
-    names = bands.meta["channels"]
     for pos in (0, 7):
         item_id = split["id"][pos]
         raw = bands.take_ids([item_id])[0].astype(np.float64) * std + mean
-        by_name = {name: raw[..., c] for c, name in enumerate(names)}
-        # Periodization: level l sits on the grid repeated 2**(l-1) times; undo by striding.
-        coeffs = [by_name["A2"][::2, ::2]] + [
-            tuple(by_name[f"{k}{lv}"][:: 2 ** (lv - 1), :: 2 ** (lv - 1)] for k in "HVD")
-            for lv in (2, 1)
-        ]
+        coeffs = F.coefficients_from_channels(raw, cfg)
         restored = pywt.waverec2(coeffs, wavelet, mode="periodization")
         original = reader.take_ids([item_id])[0] / 255.0
         np.testing.assert_allclose(restored, original, atol=2e-5)
@@ -228,3 +223,109 @@ def test_stage_script_writes_outputs_and_metrics(tmp_path):
     assert metrics["vector_dim"] == 8 * 4 + 64
     assert metrics["channels"] == "A2,H2,V2,D2,H1,V1,D1,fft"
     assert ShardReader(tmp_path / "features" / F.VECTORS_DIR).meta["rf_approx_size"] == 8
+
+
+def images_of(side: int, n: int = 2, seed: int = 7) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, side, side), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("grid", F.GRIDS)
+@pytest.mark.parametrize("wavelet", ["haar", "db2"])
+@pytest.mark.parametrize("level", [1, 2, 3])
+def test_either_layout_reconstructs_the_image(grid, wavelet, level):
+    images = images_of(64)
+    cfg = config(wavelet=wavelet, level=level, grid=grid)
+    channels, _ = F.describe(images, cfg)
+    assert channels.shape[-1] == len(F.channel_names(cfg))
+    coeffs = F.coefficients_from_channels(channels.astype(np.float64), cfg)
+    restored = pywt.waverec2(coeffs, wavelet, mode="periodization", axes=(-2, -1))
+    # float32 storage: 1e-6 relative to the brightest pixel
+    np.testing.assert_allclose(restored, images / 255.0, rtol=0, atol=1e-6)
+
+
+def test_the_finest_inverse_holds_for_a_padding_mode_too():
+    images = images_of(64, seed=8)
+    cfg = config(wavelet="db2", mode="symmetric", level=2, fft=False)
+    coeffs = F.coefficients_from_channels(F.describe(images, cfg)[0].astype(np.float64), cfg)
+    restored = pywt.waverec2(coeffs, "db2", mode="symmetric", axes=(-2, -1))
+    np.testing.assert_allclose(restored, images / 255.0, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("side", "level", "shape"),
+    [(256, 2, (64, 64, 16)), (512, 3, (64, 64, 64)), (64, 1, (32, 32, 4))],
+)
+def test_coarsest_grid_shapes(side, level, shape):
+    cfg = config(level=level, grid="coarsest", fft=False)
+    channels, _ = F.describe(images_of(side, n=1), cfg)
+    assert channels.shape == (1, *shape)
+    assert len(F.channel_names(cfg)) == shape[-1] == 4**level
+    with_fft, _ = F.describe(images_of(side, n=1), config(level=level, grid="coarsest"))
+    assert with_fft.shape == (1, *shape[:2], shape[-1] + 1)
+
+
+def test_coarsest_channels_are_named_sub_positions_of_their_bands():
+    image = images_of(64, n=1, seed=9)
+    cfg = config(level=3, grid="coarsest")
+    names = F.channel_names(cfg)
+    assert names[:4] == ["A3", "H3", "V3", "D3"]
+    assert names[4:8] == ["H2.r0c0", "H2.r0c1", "H2.r1c0", "H2.r1c1"]
+    assert names[16:18] == ["H1.r0c0", "H1.r0c1"] and names[-2:] == ["D1.r3c3", "fft"]
+    assert len(names) == len(set(names)) == 65
+    channels, _ = F.describe(image, cfg)
+    bands = dict(F.named_bands(F.wavelet_coefficients(image / 255.0, cfg)))
+    plane = {name: channels[0, ..., c] for c, name in enumerate(names)}
+    np.testing.assert_array_equal(plane["A3"], bands["A3"][0].astype(np.float32))
+    # "H1.r1c2" at grid cell (i, j) is H1[4 i + 1, 4 j + 2]
+    np.testing.assert_array_equal(plane["H1.r1c2"], bands["H1"][0, 1::4, 2::4].astype(np.float32))
+    np.testing.assert_array_equal(plane["V2.r1c0"], bands["V2"][0, 1::2, 0::2].astype(np.float32))
+    # The FFT channel is the same area average as on the finest grid, onto 8 x 8.
+    finest, _ = F.describe(image, config(level=3))
+    np.testing.assert_allclose(
+        plane["fft"], F.area_resize(finest[0, ..., -1].astype(np.float64), (8, 8)), atol=1e-5
+    )
+
+
+def test_space_to_depth_matches_tensorflow_order():
+    import tensorflow as tf
+
+    band = np.random.default_rng(10).random((3, 8, 8)).astype(np.float32)
+    ours = F.space_to_depth(band, 4)
+    theirs = tf.nn.space_to_depth(band[..., None], 4).numpy()
+    np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_array_equal(F.depth_to_space(ours, 4), band)
+
+
+def test_forest_vectors_do_not_depend_on_the_grid():
+    images = images_of(64, n=3, seed=11)
+    finest = F.describe(images, config(level=3))[1]
+    coarsest = F.describe(images, config(level=3, grid="coarsest"))[1]
+    np.testing.assert_array_equal(finest, coarsest)
+    assert F.feature_names(config(grid="coarsest")) == F.feature_names(config())
+
+
+def test_coarsest_build_records_its_layout(tmp_path):
+    split, reader = fake_split_and_repair(tmp_path, random_images(len(SPLITS), seed=12), SPLITS)
+    cfg = config(grid="coarsest")
+    metrics = F.build(split, reader, tmp_path / "features", cfg)
+    bands = ShardReader(tmp_path / "features" / F.BANDS_DIR)
+    assert bands.item_shape == (SIZE // 4, SIZE // 4, 17)
+    assert bands.meta["grid"] == "coarsest" and "space-to-depth" in bands.meta["resampling"]
+    assert bands.meta["channels"] == F.channel_names(cfg)
+    assert metrics["grid"] == "coarsest" and metrics["grid_height"] == SIZE // 4
+    assert metrics["n_channels"] == 17
+    # Standardised channels un-standardise and invert to the repaired image.
+    mean, std = np.array(bands.meta["mean"]), np.array(bands.meta["std"])
+    raw = bands.take_ids([split["id"][3]])[0].astype(np.float64) * std + mean
+    restored = pywt.waverec2(F.coefficients_from_channels(raw, cfg), "haar", mode="periodization")
+    np.testing.assert_allclose(restored, reader.take_ids([split["id"][3]])[0] / 255.0, atol=2e-5)
+
+
+def test_coarsest_refuses_what_it_cannot_pack():
+    with pytest.raises(ValueError, match="features.grid"):
+        config(grid="diagonal")
+    with pytest.raises(ValueError, match="features.grid: coarsest needs features.mode"):
+        config(grid="coarsest", mode="symmetric")
+    with pytest.raises(ValueError, match="features.grid: coarsest needs an image side"):
+        F.describe(images_of(36, n=1), config(level=3, grid="coarsest"))
+    assert F.describe(images_of(36, n=1), config(level=3))[0].shape == (1, 18, 18, 11)

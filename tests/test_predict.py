@@ -58,6 +58,7 @@ def tiny_params() -> dict:
             "level": 2,
             "mode": "periodization",
             "fft": True,
+            "grid": "finest",
             "rf_approx_size": 4,
             "entropy_bins": 8,
             "shard_size": 64,

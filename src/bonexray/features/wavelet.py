@@ -3,21 +3,39 @@
 Every image of split.parquet is described twice, from the same 2-D DWT
 (``pywt.wavedec2(image / 255, wavelet, mode, level)``, params features.*):
 
-Band channels, for the networks: float32 (G, G, C)
+Band channels, for the networks: float32 (G, G, C), on one of two grids (features.grid)
     ALL sub-bands are kept (the study kept only the approximation): the approximation A<L>
-    of the coarsest level L, then the horizontal, vertical and diagonal details H<l>, V<l>,
+    of the coarsest level L and the horizontal, vertical and diagonal details H<l>, V<l>,
     D<l> of each level l = L..1 (pywt's order, coarse to fine; level 1 is the finest).
-    The common grid G x G is the size of the level-1 details (size / 2 for periodization).
-    Coarser bands are brought onto it by NEAREST-neighbour upsampling: every stored value is
-    a real coefficient (no smoothing across coefficients, which would blur the very edges
-    the details encode), and for periodization, where the ratio is an exact power of 2, it is
-    a plain repeat, undone by taking every 2**(l-1)-th row and column.
+
+    finest: G x G is the size of the level-1 details (size / 2 for periodization), C = 3L + 1.
+        Coarser bands are brought onto it by NEAREST-neighbour upsampling: every stored value
+        is a real coefficient (no smoothing across coefficients, which would blur the very
+        edges the details encode), and for periodization, where the ratio is an exact power
+        of 2, it is a plain repeat. Channels A<L>, H<L>, V<L>, D<L>, ..., H1, V1, D1. Works for
+        every DWT mode; the input grows with the square of the image side.
+    coarsest: G x G is the size of the level-L bands, size / 2**L (the wavelet-CNN layout of
+        Fujieda et al. 2018 and MWCNN, Liu et al. 2018). A<L>, H<L>, V<L>, D<L> as they are;
+        each finer detail band of level l < L is packed onto G by lossless SPACE-TO-DEPTH
+        with block b = 2**(L - l): its b x b sub-positions become b * b channels, named
+        "<band>.r<r>c<c>", in row-major order (r, then c), channel (g_i, g_j) of
+        "H1.r0c1" holding H1[b * g_i + 0, b * g_j + 1] (tf.nn.space_to_depth's order for one
+        band). Levels coarse to fine and H, V, D within a level as in pywt, so C = 4 +
+        3 * sum_{l<L} 4**(L-l) = 4**L: 256 px at level 2 gives 64 x 64 x 16, 512 px at
+        level 3 64 x 64 x 64, the same numbers as the image's pixels, with no repeats.
+        Needs features.mode periodization and a side divisible by 2**L (only there are the
+        band sizes exact powers of 2 of each other); anything else is refused.
+    `coefficients_from_channels` undoes either layout exactly (pywt.waverec2 of its result
+    gives back the image); it is the one inverse, used by the tests.
     With ``features.fft`` on, a last channel "fft" holds log1p |fftshift(fft2(image / 255))|
     over the two SPATIAL axes (the study transformed width x channel by mistake), brought onto
-    the grid by area averaging (the spectrum is a density; averaging keeps peaks in place at
-    1/ratio of their distance from the centre).
+    the grid by area averaging on either grid (the spectrum is a density; averaging keeps
+    peaks in place at 1/ratio of their distance from the centre). It stays one channel on the
+    coarsest grid too: space-to-depth would add 4**L channels of a global, smooth statistic
+    that the details already carry locally, for a network that pools it anyway.
     Channels are standardised per channel with the mean and std of all pixels of TRAIN-split
-    images only (a std of 0 is replaced by 1); names and statistics are in bands/meta.json.
+    images only (a std of 0 is replaced by 1); names, grid and statistics are in
+    bands/meta.json.
 
 Random-forest vector: float32 (D,)
     For each sub-band (and the FFT channel when on), at its native size, un-normalised:
@@ -27,7 +45,8 @@ Random-forest vector: float32 (D,)
                ``features.entropy_bins`` equal bins spanning that band's own min..max,
                p_k = count_k / n (0 for a constant band)
     followed by the approximation band area-averaged to rf_approx_size x rf_approx_size,
-    row-major. Feature names are in vectors/meta.json.
+    row-major. Feature names are in vectors/meta.json. The vectors do not depend on
+    features.grid (they read the native bands).
 """
 
 from __future__ import annotations
@@ -51,6 +70,13 @@ STATISTICS = ("energy", "mean", "std", "entropy")
 BANDS_DIR = "bands"
 VECTORS_DIR = "vectors"
 BATCH = 256  # images per vectorised DWT/FFT call
+GRIDS = ("finest", "coarsest")
+# What bands/meta.json says about how each layout put the bands on its grid.
+RESAMPLING = {
+    "finest": "coarser wavelet bands: nearest upsampling to the level-1 grid; fft: area average",
+    "coarsest": "finer wavelet detail bands: space-to-depth onto the level-L grid, block "
+    "2**(L - l), channels <band>.r<row>c<col>; fft: area average",
+}
 
 
 @dataclass(frozen=True)
@@ -64,6 +90,7 @@ class FeatureConfig:
     rf_approx_size: int
     entropy_bins: int
     shard_size: int
+    grid: str
 
     @classmethod
     def from_params(cls, cfg: Mapping[str, Any]) -> FeatureConfig:
@@ -75,6 +102,7 @@ class FeatureConfig:
             rf_approx_size=int(cfg["rf_approx_size"]),
             entropy_bins=int(cfg["entropy_bins"]),
             shard_size=int(cfg["shard_size"]),
+            grid=str(cfg["grid"]),
         )
         if config.wavelet not in pywt.wavelist(kind="discrete"):
             raise ParamsError(
@@ -83,6 +111,14 @@ class FeatureConfig:
         if config.mode not in pywt.Modes.modes:
             raise ParamsError(
                 f"params.yaml features.mode: '{config.mode}' not in {pywt.Modes.modes}"
+            )
+        if config.grid not in GRIDS:
+            raise ParamsError(f"params.yaml features.grid: '{config.grid}' not in {GRIDS}")
+        if config.grid == "coarsest" and config.mode != "periodization":
+            raise ParamsError(
+                f"params.yaml features.grid: coarsest needs features.mode periodization, not "
+                f"'{config.mode}': only there are the band sizes exact powers of 2 of each "
+                "other, which lossless space-to-depth needs (finest works with any mode)"
             )
         if config.level < 1 or config.rf_approx_size < 1 or config.entropy_bins < 2:
             raise ParamsError(
@@ -119,13 +155,27 @@ def band_names(cfg: FeatureConfig) -> list[str]:
     return [f"A{cfg.level}"] + [f"{k}{lv}" for lv in range(cfg.level, 0, -1) for k in "HVD"]
 
 
+def block(level: int, cfg: FeatureConfig) -> int:
+    """Space-to-depth block of a level-``level`` band on the coarsest grid (1: as it is)."""
+    return 2 ** (cfg.level - level)
+
+
 def channel_names(cfg: FeatureConfig) -> list[str]:
-    return band_names(cfg) + (["fft"] if cfg.fft else [])
+    """Names of the band channels in order, for either grid (see the module docstring)."""
+    if cfg.grid == "finest":
+        names = band_names(cfg)
+    else:
+        names = [f"A{cfg.level}"]
+        for lv in range(cfg.level, 0, -1):
+            b = block(lv, cfg)
+            subs = [f".r{r}c{c}" for r in range(b) for c in range(b)] if b > 1 else [""]
+            names += [f"{k}{lv}{sub}" for k in "HVD" for sub in subs]
+    return names + (["fft"] if cfg.fft else [])
 
 
 def feature_names(cfg: FeatureConfig) -> list[str]:
     side = cfg.rf_approx_size
-    described = channel_names(cfg)
+    described = band_names(cfg) + (["fft"] if cfg.fft else [])
     return [f"{band}_{stat}" for band in described for stat in STATISTICS] + [
         f"A{cfg.level}_r{r}_c{c}" for r in range(side) for c in range(side)
     ]
@@ -142,6 +192,77 @@ def upsample_nearest(bands: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     rows = np.arange(shape[0]) * bands.shape[-2] // shape[0]
     cols = np.arange(shape[1]) * bands.shape[-1] // shape[1]
     return bands[..., rows[:, None], cols[None, :]]
+
+
+def space_to_depth(bands: np.ndarray, b: int) -> np.ndarray:
+    """(..., G*b, G*b) -> (..., G, G, b*b): sub-position (r, c) of each b x b block becomes
+    channel r * b + c (lossless; `depth_to_space` undoes it)."""
+    *lead, height, width = bands.shape
+    blocks = bands.reshape(*lead, height // b, b, width // b, b)
+    return np.moveaxis(blocks, -3, -2).reshape(*lead, height // b, width // b, b * b)
+
+
+def depth_to_space(channels: np.ndarray, b: int) -> np.ndarray:
+    """(..., G, G, b*b) -> (..., G*b, G*b), the inverse of `space_to_depth`."""
+    *lead, height, width, _ = channels.shape
+    blocks = np.moveaxis(channels.reshape(*lead, height, width, b, b), -2, -3)
+    return blocks.reshape(*lead, height * b, width * b)
+
+
+def _band_planes(
+    bands: Sequence[tuple[str, np.ndarray]], image_shape: tuple[int, ...], cfg: FeatureConfig
+) -> list:
+    """The (N, G, G) planes of named bands on cfg.grid, in channel_names order."""
+    if cfg.grid == "finest":
+        grid = bands[-1][1].shape[-2:]  # the level-1 details
+        return [upsample_nearest(band, grid) for _, band in bands]
+    if any(side % 2**cfg.level for side in image_shape[-2:]):
+        raise ParamsError(
+            f"params.yaml features.grid: coarsest needs an image side divisible by "
+            f"2**features.level = {2**cfg.level}, got {image_shape[-2:]} px (use finest, or "
+            "change repair.image_size or features.level)"
+        )
+    planes = []
+    for name, band in bands:
+        b = block(int(name[1:]), cfg)
+        planes += [band] if b == 1 else list(np.moveaxis(space_to_depth(band, b), -1, 0))
+    return planes
+
+
+def coefficients_from_channels(channels: np.ndarray, cfg: FeatureConfig) -> list:
+    """pywt's coefficient list [A_L, (H_L, V_L, D_L), ..., (H_1, V_1, D_1)] of UN-standardised
+    band channels (..., G, G, C) in cfg's layout (the fft channel, if any, is ignored), so
+    that ``pywt.waverec2(result, cfg.wavelet, cfg.mode, axes=(-2, -1))`` gives back the image
+    / 255. Finest: each native coefficient is taken from the first grid row and column that
+    nearest upsampling repeated it to (native sizes from pywt's length rule, any mode)."""
+    names = channel_names(cfg)
+    if channels.shape[-1] != len(names):
+        raise ValueError(f"{channels.shape[-1]} channels; features {cfg} give {len(names)}")
+    plane = {name: channels[..., c] for c, name in enumerate(names)}
+    if cfg.grid == "finest":
+        grid = channels.shape[-3]
+        wavelet = pywt.Wavelet(cfg.wavelet)
+        native = {1: grid}
+        for lv in range(2, cfg.level + 1):
+            native[lv] = pywt.dwt_coeff_len(native[lv - 1], wavelet, cfg.mode)
+
+        def band(name: str, lv: int) -> np.ndarray:
+            first = -(-np.arange(native[lv]) * grid // native[lv])  # ceil(j * G / n)
+            return plane[name][..., first[:, None], first[None, :]]
+
+    else:
+
+        def band(name: str, lv: int) -> np.ndarray:
+            b = block(lv, cfg)
+            if b == 1:
+                return plane[name]
+            subs = [plane[f"{name}.r{r}c{c}"] for r in range(b) for c in range(b)]
+            return depth_to_space(np.stack(subs, axis=-1), b)
+
+    top = cfg.level
+    return [band(f"A{top}", top)] + [
+        tuple(band(f"{k}{lv}", lv) for k in "HVD") for lv in range(top, 0, -1)
+    ]
 
 
 def area_resize(arrays: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -179,8 +300,8 @@ def describe(images: np.ndarray, cfg: FeatureConfig) -> tuple[np.ndarray, np.nda
     """Un-normalised band channels (N, G, G, C) and RF vectors (N, D) of uint8 (N, S, S) images."""
     pixels = np.asarray(images, dtype=np.float64) / 255.0
     bands = named_bands(wavelet_coefficients(pixels, cfg))
-    grid = bands[-1][1].shape[-2:]  # the level-1 details
-    planes = [upsample_nearest(band, grid) for _, band in bands]
+    planes = _band_planes(bands, pixels.shape, cfg)
+    grid = planes[0].shape[-2:]
     described = [band for _, band in bands]
     if cfg.fft:
         spectrum = fft_log_magnitude(pixels)
@@ -257,7 +378,7 @@ def build(
             "mean": mean.tolist(),
             "std": std.tolist(),
             "normalised_with": "train split, per channel over all pixels",
-            "resampling": "coarse wavelet bands: nearest; fft: area average",
+            "resampling": RESAMPLING[cfg.grid],
             "input_scale": "image / 255",
             **asdict(cfg),
         },
@@ -286,6 +407,7 @@ def build(
     return {
         "n_images": done,
         "n_train_for_stats": int(is_train.sum()),
+        "grid": cfg.grid,
         "grid_height": int(probe_channels.shape[1]),
         "grid_width": int(probe_channels.shape[2]),
         "n_channels": len(names),
