@@ -14,6 +14,7 @@ from test_evaluate import MODELS, PARAMS, scored_repo
 from tiny_sample import CHANNELS, GRID, REGIONS, TINY_CONV, TINY_RNN, write_sample
 
 from bonexray.explain import gradcam
+from bonexray.features.wavelet import FeatureConfig, describe
 from bonexray.io.shards import ShardWriter
 from bonexray.models.examples import load_examples
 from bonexray.models.keras.network import NetworkSpec, build_network
@@ -93,6 +94,31 @@ def test_a_band_cell_lands_on_its_two_pixels_of_the_working_image():
     row, col = np.unravel_index(np.argmax(on_image), on_image.shape)
     assert row in (6, 7) and col in (20, 21)  # band cell k covers pixels 2k and 2k+1
     assert on_image.min() >= 0 and on_image.max() <= 1
+
+
+@pytest.mark.parametrize("space, rnn", [(TINY_CONV, False), (TINY_RNN, True)], ids=["cnn", "rnn"])
+def test_the_coarsest_grid_maps_a_cell_onto_its_block_of_pixels(space, rnn):
+    # features.grid coarsest, level 2: 64 px images give a 16 x 16 x 17 grid, 4 px a cell.
+    cfg = FeatureConfig.from_params(
+        {"wavelet": "haar", "level": 2, "mode": "periodization", "fft": True}
+        | {"grid": "coarsest", "rf_approx_size": 4, "entropy_bins": 8, "shard_size": 8}
+    )
+    images = np.random.default_rng(1).integers(0, 256, (3, 64, 64), dtype=np.uint8)
+    bands = describe(images, cfg)[0]
+    assert bands.shape == (3, 16, 16, 17)
+    keras.utils.set_random_seed(3)
+    spec = NetworkSpec(bands.shape[1:], len(REGIONS), rnn, {"region": 0.2, "fracture": 1.0})
+    maps = gradcam.explain(build_network(space, spec), bands)
+    assert maps.shape == (3, 16, 16) and maps.min() >= 0 and maps.max() <= 1
+    heatmap = np.zeros((16, 16), np.float32)
+    heatmap[3, 10] = 1.0
+    on_image = gradcam.to_image(heatmap, (64, 64))
+    hot = np.argwhere(on_image == on_image.max())
+    assert set(hot[:, 0]) <= {13, 14} and set(hot[:, 1]) <= {41, 42}  # inside 12..15, 40..43
+    # Centred on the block: its centre of mass is pixel 4k + 1.5 (k = 3 and 10).
+    rows, cols = np.indices(on_image.shape)
+    centre = [(on_image * axis).sum() / on_image.sum() for axis in (rows, cols)]
+    np.testing.assert_allclose(centre, [13.5, 41.5], atol=1e-3)
 
 
 def test_overlay_is_rgb_at_image_size_and_leaves_cold_pixels_alone(tmp_path):

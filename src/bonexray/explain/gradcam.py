@@ -6,11 +6,14 @@ layer). Each channel of that map is weighted by the spatial mean of the gradient
 head's LOGIT (the pre-sigmoid/softmax score, which does not saturate as a probability does),
 summed, rectified, resized (bilinear) to the band grid and scaled to a maximum of 1.
 
-Grids: the network reads wavelet bands on the level-1 detail grid (features.describe), half
-the working image's side for periodization (exactly: band cell k covers pixels 2k and 2k+1);
-other DWT modes add a few boundary coefficients, so there the map is stretched to the image
-and is off by up to half the wavelet's filter length at the borders. `to_image` does the
-mapping; `overlay` colours the map onto the working image.
+Grids: the network reads wavelet bands on the band grid of features.grid
+(features.describe): with "finest" the level-1 detail grid, half the working image's side
+for periodization (band cell k covers pixels 2k and 2k+1); with "coarsest" the level-L grid,
+size / 2**L (cell k covers pixels 2**L k .. 2**L (k + 1) - 1). Either is an integer ratio, and
+`to_image`'s bilinear resize with pixel centres aligned puts each cell's value at the centre
+of its block. Other DWT modes (finest only) add a few boundary coefficients, so there the map
+is stretched to the image and is off by up to half the wavelet's filter length at the
+borders. `overlay` colours the map onto the working image.
 
 A map shows what raised the head's score, not where the finding is; behind a BiLSTM it is
 looser still (the recurrent readout mixes rows, and on tests/tiny_sample.py's cue its maps
