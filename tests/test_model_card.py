@@ -34,6 +34,7 @@ def cards(repo: dict, out: Path, sources: dict) -> dict[str, str]:
             "wavelet": "haar",
             "level": 2,
             "mode": "periodization",
+            "grid": "finest",
             "channels": ["A2", "H2", "V2", "D2", "H1", "V1", "D1", "fft"],
         },
         base=repo["root"],
@@ -84,7 +85,7 @@ def test_a_card_carries_evaluates_test_numbers(repo, tmp_path):
     assert row(card, "lstm_units") == ["lstm_units", "32"]
     assert "bidirectional LSTM reading the last feature map's rows" in card
     assert "Keras Tuner (bayesian, 4 completed trials" in card
-    assert "Input: 64x64x8 wavelet bands (haar, level 2" in card
+    assert "Input: 64x64x8 wavelet bands (haar, level 2, periodization, finest grid" in card
     assert "NOT a medical device" in card
     assert "own data" in card and "FracAtlas" not in card  # a folder of one's own
 

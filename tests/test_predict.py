@@ -24,7 +24,9 @@ from bonexray.evaluation import ood, serving
 from bonexray.evaluation import scoring as evaluate
 from bonexray.features import wavelet as features
 from bonexray.inference.predict import (
+    ArtifactsError,
     Predictor,
+    Preprocessing,
     TableWriter,
     _guarded,
     format_output,
@@ -34,9 +36,9 @@ from bonexray.io import predictions
 from bonexray.io.labels import read_labels
 from bonexray.io.names import display
 from bonexray.io.params import ParamsError
-from bonexray.io.shards import ShardReader
+from bonexray.io.shards import ShardReader, ShardWriter
 from bonexray.models.forest import train_rf
-from bonexray.models.interface import TrainOutputs
+from bonexray.models.interface import KERAS, TrainOutputs
 from bonexray.models.keras.training import train_keras
 
 SIZE = 32  # repair.image_size
@@ -524,3 +526,26 @@ def test_the_bad_input_corpus_gives_a_row_per_file(built, tmp_path):
         assert row["status"] == bad.status, (name, row["reason"])
         assert (row["decision"] == "called") <= (bad.status in ("ok", "truncated")), name
         assert bad.status == "ok" or row["reason"], name
+
+
+def test_preprocessing_follows_the_coarsest_layout_of_the_shards(tmp_path):
+    cfg = tiny_params()
+    cfg["features"] = {**cfg["features"], "grid": "coarsest"}
+    images = np.stack([radiograph(i)[:SIZE, :SIZE] for i in range(4)])
+    ids = [f"data/img{i}.png" for i in range(4)]
+    art = tmp_path / "artifacts"
+    meta = {"size": SIZE, "keep_aspect": True}
+    with ShardWriter(art / "repair", (SIZE, SIZE), np.uint8, shard_size=8, meta=meta) as writer:
+        for item_id, image in zip(ids, images, strict=True):
+            writer.add(item_id, image)
+    split = pd.DataFrame({"id": ids, "split": ["train", "train", "val", "test"]})
+    config = features.FeatureConfig.from_params(cfg["features"])
+    features.build(split, ShardReader(art / "repair"), art / "features", config)
+
+    prep = Preprocessing.load(cfg, art, KERAS)
+    assert prep.item_shape == (SIZE // 4, SIZE // 4, 17)
+    stored = ShardReader(art / "features" / "bands").take_ids(ids)
+    np.testing.assert_allclose(prep.inputs(images), stored, atol=1e-5)
+    finest = {**cfg, "features": {**cfg["features"], "grid": "finest"}}
+    with pytest.raises(ArtifactsError, match="features.grid: built with 'coarsest'"):
+        Preprocessing.load(finest, art, KERAS)

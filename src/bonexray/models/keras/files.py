@@ -97,7 +97,8 @@ def describe(
         shape = "x".join(str(s) for s in bands_meta["item_shape"])
         inputs = (
             f" Input: {shape} wavelet bands ({bands_meta['wavelet']}, level "
-            f"{bands_meta['level']}, {bands_meta['mode']}; channels "
+            f"{bands_meta['level']}, {bands_meta['mode']}, "
+            f"{bands_meta['grid']} grid; channels "
             f"{', '.join(bands_meta['channels'])}), standardised with train-split statistics."
         )
     summary = (
