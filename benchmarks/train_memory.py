@@ -40,6 +40,7 @@ MODEL = {  # small enough that the data, not the network, sets the memory
         "conv_blocks": 2,
         "filters": 8,
         "kernel_size": 3,
+        "residual": False,
         "pool_every_block": True,
         "batchnorm": False,
         "dropout": 0.1,

@@ -12,9 +12,10 @@ import pytest
 from tiny_sample import CHANNELS, GRID, REGIONS, TINY_CONV, TINY_RNN, params, write_sample
 
 from bonexray.io import predictions
+from bonexray.io.params import ParamsError
 from bonexray.models.examples import load_examples
 from bonexray.models.interface import TrainOutputs
-from bonexray.models.keras.network import BoneHyperModel, NetworkSpec
+from bonexray.models.keras.network import BoneHyperModel, FractureLoss, NetworkSpec
 from bonexray.models.keras.training import HeadWeights, targets, train_keras
 
 SHAPE = (GRID, GRID, CHANNELS)
@@ -37,8 +38,10 @@ def sample(tmp_path_factory):
         (TINY_RNN, True),
         ({**TINY_RNN, "scan": "rows_columns", "lstm_layers": 2}, True),
         (TINY_CONV, False),
+        ({**TINY_CONV, "residual": True, "batchnorm": True}, False),
+        ({**TINY_RNN, "residual": True}, True),
     ],
-    ids=["rnn_rows", "rnn_rows_columns_stacked", "cnn"],
+    ids=["rnn_rows", "rnn_rows_columns_stacked", "cnn", "cnn_residual", "rnn_residual"],
 )
 def test_every_network_has_two_named_heads(space, rnn):
     model = build(space, rnn)
@@ -63,6 +66,52 @@ def test_lstm_reads_the_feature_map_as_a_real_sequence():
     assert not any(
         isinstance(layer, keras.layers.Bidirectional) for layer in build(TINY_CONV, False).layers
     )
+
+
+def test_residual_blocks_add_a_shortcut_and_keep_the_grad_cam_layer():
+    plain = build(TINY_CONV, rnn=False)
+    model = build({**TINY_CONV, "residual": True}, rnn=False)
+    adds = [layer for layer in model.layers if isinstance(layer, keras.layers.Add)]
+    assert [layer.name for layer in adds] == ["add1", "add2"]
+    # Block 1 widens 4 bands to 4 filters (identity shortcut), block 2 to 8 (a 1x1 projection).
+    assert model.get_layer("conv2_shortcut").kernel.shape == (1, 1, 4, 8)
+    assert "conv1_shortcut" not in [layer.name for layer in model.layers]
+    # Grad-CAM reads relu<N>: each block ends in one, at the shape the plain block has.
+    for block in (1, 2):
+        name = f"relu{block}"
+        assert model.get_layer(name).output.shape == plain.get_layer(name).output.shape
+    assert model.count_params() > plain.count_params()
+
+
+@pytest.mark.parametrize(
+    "cfg, expected",
+    [
+        ({"kind": "bce", "focal_gamma": 2.0, "label_smoothing": 0.0}, None),
+        ({"kind": "focal", "focal_gamma": 2.0, "label_smoothing": 0.0}, None),
+        ({"kind": "bce", "focal_gamma": 2.0, "label_smoothing": 0.2}, None),
+        ({"kind": "hinge", "focal_gamma": 2.0, "label_smoothing": 0.0}, "not one of"),
+        ({"kind": "bce", "focal_gamma": 2.0, "label_smoothing": 1.0}, "label_smoothing"),
+        ({"kind": "bce"}, "expected the keys"),
+    ],
+)
+def test_fracture_loss_options(cfg, expected):
+    if expected:
+        with pytest.raises(ParamsError, match=expected):
+            FractureLoss.from_params(cfg)
+        return
+    loss = FractureLoss.from_params(cfg).make()
+    y = np.array([[1.0], [0.0], [1.0], [0.0]], np.float32)
+    easy = np.array([[0.95], [0.05], [0.9], [0.1]], np.float32)
+    hard = np.array([[0.3], [0.7], [0.4], [0.6]], np.float32)
+    bce = keras.losses.BinaryCrossentropy()
+    easy_loss, hard_loss = float(loss(y, easy)), float(loss(y, hard))
+    assert 0 < easy_loss < hard_loss
+    if cfg["kind"] == "focal":  # easy films are down-weighted far more than hard ones
+        assert easy_loss / float(bce(y, easy)) < 0.1 < hard_loss / float(bce(y, hard))
+    elif cfg["label_smoothing"]:  # a confident right answer is no longer free
+        assert float(loss(y, np.clip(y, 1e-4, 1 - 1e-4))) > 0.1
+    else:
+        np.testing.assert_allclose(easy_loss, float(bce(y, easy)), rtol=1e-6)
 
 
 def test_a_one_row_feature_map_is_refused():

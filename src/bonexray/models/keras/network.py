@@ -29,6 +29,7 @@ CONV_KEYS = (
     "conv_blocks",
     "filters",
     "kernel_size",
+    "residual",
     "pool_every_block",
     "batchnorm",
     "dropout",
@@ -44,6 +45,7 @@ READOUTS = ("last", "max")
 # keras.applications' `pooling` argument does: "avg" or "max". Max suits findings that are
 # small and anywhere (a fracture line, a screw); average dilutes them over the whole film.
 POOL_KEYS = ("pooling",)
+FRACTURE_LOSSES = ("bce", "focal")  # train.fracture_loss.kind
 POOLINGS = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}
 
 
@@ -65,22 +67,53 @@ def _check_keys(values: Mapping[str, Any], rnn: bool, where: str) -> None:
 
 def _conv_blocks(x: keras.KerasTensor, v: Mapping[str, Any]) -> keras.KerasTensor:
     for block in range(v["conv_blocks"]):
-        x = keras.layers.Conv2D(
-            v["filters"] * 2**block,
-            v["kernel_size"],
-            padding="same",
-            use_bias=not v["batchnorm"],  # batchnorm's shift replaces the bias
-            name=f"conv{block + 1}",
-        )(x)
-        if v["batchnorm"]:
-            x = keras.layers.BatchNormalization(name=f"bn{block + 1}")(x)
-        x = keras.layers.Activation("relu", name=f"relu{block + 1}")(x)
+        name = str(block + 1)
+        filters = v["filters"] * 2**block
+        if v["residual"]:
+            x = _residual_block(x, filters, v, name)
+        else:
+            x = _conv_bn(x, filters, v["kernel_size"], v["batchnorm"], name)
+            x = keras.layers.Activation("relu", name=f"relu{name}")(x)
         last = block == v["conv_blocks"] - 1
         # Never pool below 2x2: the recurrent part needs a real sequence to read.
         if (v["pool_every_block"] or last) and min(x.shape[1], x.shape[2]) >= 4:
-            x = keras.layers.MaxPooling2D(2, name=f"pool{block + 1}")(x)
-        x = keras.layers.Dropout(v["dropout"], name=f"dropout{block + 1}")(x)
+            x = keras.layers.MaxPooling2D(2, name=f"pool{name}")(x)
+        x = keras.layers.Dropout(v["dropout"], name=f"dropout{name}")(x)
     return x
+
+
+def _conv_bn(
+    x: keras.KerasTensor, filters: int, kernel_size: int, batchnorm: bool, name: str
+) -> keras.KerasTensor:
+    x = keras.layers.Conv2D(
+        filters,
+        kernel_size,
+        padding="same",
+        use_bias=not batchnorm,  # batchnorm's shift replaces the bias
+        name=f"conv{name}",
+    )(x)
+    if batchnorm:
+        x = keras.layers.BatchNormalization(name=f"bn{name}")(x)
+    return x
+
+
+def _residual_block(
+    x: keras.KerasTensor, filters: int, v: Mapping[str, Any], name: str
+) -> keras.KerasTensor:
+    """Two convolutions plus an identity shortcut (He et al. 2016, "basic" block).
+
+    The shortcut lets a thin, high-frequency finding in the input bands reach the deeper
+    layers unchanged; a 1x1 convolution matches the channels where the block widens.
+    The block's output activation is ``relu<N>``, the layer Grad-CAM reads.
+    """
+    y = _conv_bn(x, filters, v["kernel_size"], v["batchnorm"], f"{name}a")
+    y = keras.layers.Activation("relu", name=f"relu{name}a")(y)
+    y = _conv_bn(y, filters, v["kernel_size"], v["batchnorm"], f"{name}b")
+    shortcut = x
+    if x.shape[-1] != filters:
+        shortcut = _conv_bn(x, filters, 1, v["batchnorm"], f"{name}_shortcut")
+    x = keras.layers.Add(name=f"add{name}")([y, shortcut])
+    return keras.layers.Activation("relu", name=f"relu{name}")(x)
 
 
 def _bidirectional(seq: keras.KerasTensor, v: Mapping[str, Any], name: str):
@@ -116,6 +149,42 @@ def _recurrent(x: keras.KerasTensor, v: Mapping[str, Any]) -> keras.KerasTensor:
 
 
 @dataclass(frozen=True)
+class FractureLoss:
+    """params.yaml train.fracture_loss: the fracture head's loss.
+
+    "bce" is plain binary cross-entropy; "focal" (Lin et al. 2017) down-weights the easy,
+    confidently right films by (1 - p_t)**gamma, so a few subtle fractures weigh more than
+    many obvious normals. label_smoothing pulls the 0/1 targets towards 0.5 by that amount:
+    less over-confidence on labels that are themselves uncertain (a hairline fracture read
+    either way). evaluate recalibrates on val either way (evaluate.calibration).
+    """
+
+    kind: str = "bce"
+    focal_gamma: float = 2.0
+    label_smoothing: float = 0.0
+
+    @classmethod
+    def from_params(cls, cfg: Mapping[str, Any]) -> FractureLoss:
+        where = "params.yaml train.fracture_loss"
+        keys = {"kind", "focal_gamma", "label_smoothing"}
+        if set(cfg) != keys:
+            raise ParamsError(f"{where}: expected the keys {sorted(keys)}, got {sorted(cfg)}")
+        loss = cls(str(cfg["kind"]), float(cfg["focal_gamma"]), float(cfg["label_smoothing"]))
+        if loss.kind not in FRACTURE_LOSSES:
+            raise ParamsError(f"{where}.kind: {loss.kind!r} is not one of {FRACTURE_LOSSES}")
+        if not 0.0 <= loss.label_smoothing < 1.0 or loss.focal_gamma < 0.0:
+            raise ParamsError(f"{where}: label_smoothing in [0, 1) and focal_gamma >= 0")
+        return loss
+
+    def make(self) -> keras.losses.Loss:
+        if self.kind == "focal":
+            return keras.losses.BinaryFocalCrossentropy(
+                gamma=self.focal_gamma, label_smoothing=self.label_smoothing
+            )
+        return keras.losses.BinaryCrossentropy(label_smoothing=self.label_smoothing)
+
+
+@dataclass(frozen=True)
 class NetworkSpec:
     """What a network is built for, apart from its hyperparameter values."""
 
@@ -126,6 +195,7 @@ class NetworkSpec:
     name: str = "bonexray"
     where: str = "space"  # the params.yaml key of the values, for error messages
     mixed_precision: bool = False
+    fracture_loss: FractureLoss = FractureLoss()
 
 
 def build_network(values: Mapping[str, Any], spec: NetworkSpec) -> keras.Model:
@@ -158,7 +228,7 @@ def _build(values: Mapping[str, Any], spec: NetworkSpec) -> keras.Model:
         optimizer=keras.optimizers.Adam(values["learning_rate"]),
         loss={
             "region": keras.losses.SparseCategoricalCrossentropy(),
-            "fracture": keras.losses.BinaryCrossentropy(),
+            "fracture": spec.fracture_loss.make(),
         },
         loss_weights={head: float(spec.loss_weights[head]) for head in HEADS},
         # Weighted, so rows with an unknown fracture label (weight 0) are left out of

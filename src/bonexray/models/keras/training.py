@@ -135,18 +135,14 @@ def configure_determinism(seed: int, deterministic: bool) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def fit(model, train_data, val_data, epochs: int, patience: int, callbacks: Sequence = ()):
-    """Fit with early stopping on val_loss, keeping the weights of the best epoch."""
-    import keras
-
-    stop = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=patience, restore_best_weights=True
-    )
+def fit(model, train_data, val_data, epochs: int, callbacks: Sequence = ()):
+    """Fit with the given callbacks (``fit_callbacks``: early stopping restores the best
+    epoch's weights)."""
     return model.fit(
         train_data,
         validation_data=val_data,
         epochs=epochs,
-        callbacks=[stop, *callbacks],
+        callbacks=list(callbacks),
         shuffle=False,  # the dataset shuffles itself, with the seed
         verbose=2,
     )
@@ -234,9 +230,12 @@ class KerasJob:
     def batch_size(self) -> int:
         return int(self.train_params["batch_size"])
 
-    @property
-    def patience(self) -> int:
-        return int(self.train_params["early_stopping_patience"])
+    def callbacks(self, epochs: int, final: bool) -> list:
+        """Early stopping and the learning-rate schedule; the final fit keeps the weights
+        of its best epoch (a search trial's score is already its best epoch's)."""
+        from bonexray.models.keras.schedules import fit_callbacks
+
+        return fit_callbacks(self.train_params, epochs, restore_best_weights=final)
 
     def datasets(self, replicas: int = 1) -> tuple[Any, Any]:
         """Train (shuffled) and val batches; train.batch_size is per replica."""
@@ -258,7 +257,7 @@ def prepare(
     name: str, params: Mapping[str, Any], labels_path: str | Path, bands_dir: str | Path
 ) -> KerasJob:
     """Seed and configure this process, join labels to features, build the hypermodel."""
-    from bonexray.models.keras.network import BoneHyperModel, NetworkSpec
+    from bonexray.models.keras.network import BoneHyperModel, FractureLoss, NetworkSpec
 
     config = KerasModelConfig.from_params(params, name)
     train_params = section(params, "train")
@@ -279,6 +278,7 @@ def prepare(
         name=name,
         where=config.where,
         mixed_precision=bool(train_params["mixed_precision"]),
+        fracture_loss=FractureLoss.from_params(train_params["fracture_loss"]),
     )
     hypermodel = BoneHyperModel(config.space, spec)
     return KerasJob(
@@ -350,7 +350,8 @@ def train_keras(
             print(f"{name}: trials run per worker: {per_worker.to_dict()}")
         else:
             tuner = job.tuner(tuner_dir, distribution_strategy=strategy)
-            run_search(tuner, train_data, val_data, int(config.search["epochs"]), job.patience)
+            epochs = int(config.search["epochs"])
+            run_search(tuner, train_data, val_data, epochs, job.callbacks(epochs, final=False))
         best_hp = best_hyperparameters(tuner)
         trials = trials_table(tuner)
         print(f"{name}: search took {time.perf_counter() - started:.1f} s")
@@ -366,8 +367,8 @@ def train_keras(
     # splice unrelated architectures into one series; the trials table covers the search.
     live = Live(dir=str(outputs.live_dir), dvcyaml=None, save_dvc_exp=False, report=None)
     fit_started = time.perf_counter()
-    callbacks = [DVCLiveCallback(live=live)]
-    history = fit(model, train_data, val_data, config.epochs, job.patience, callbacks)
+    callbacks = [*job.callbacks(config.epochs, final=True), DVCLiveCallback(live=live)]
+    history = fit(model, train_data, val_data, config.epochs, callbacks)
     fit_seconds = time.perf_counter() - fit_started
     summary = history_summary(history.history)
     print(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,14 +101,21 @@ def make_tuner(
     return tuner
 
 
-def run_search(tuner: kt.Tuner, train_data, val_data, epochs: int, patience: int) -> None:
-    """Run trials until the oracle stops (on a distributed search's worker: the chief's)."""
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience)
+def run_search(
+    tuner: kt.Tuner,
+    train_data,
+    val_data,
+    epochs: int,
+    callbacks: Sequence[keras.callbacks.Callback],
+) -> None:
+    """Run trials until the oracle stops (on a distributed search's worker: the chief's).
+
+    ``callbacks`` (schedules.fit_callbacks) are copied into each trial by Keras Tuner."""
     tuner.search(
         train_data,
         validation_data=val_data,
         epochs=epochs,
-        callbacks=[stop],
+        callbacks=list(callbacks),
         shuffle=False,  # the dataset shuffles itself, with the seed
         verbose=2,
     )

@@ -30,7 +30,8 @@ def search_process(directory: Path) -> None:
         directory, overwrite=False, distribution_strategy=strategy, trial_seed=job.seed
     )
     train_data, val_data = job.datasets(strategy.num_replicas_in_sync)
-    run_search(tuner, train_data, val_data, int(job.config.search["epochs"]), job.patience)
+    epochs = int(job.config.search["epochs"])
+    run_search(tuner, train_data, val_data, epochs, job.callbacks(epochs, final=False))
 
 
 def main(argv: list[str] | None = None) -> None:
