@@ -101,8 +101,18 @@ def make_tuner(
     return tuner
 
 
-def run_search(tuner: kt.Tuner, train_data, val_data, epochs: int, patience: int) -> None:
-    """Run trials until the oracle stops (on a distributed search's worker: the chief's)."""
+def run_search(
+    tuner: kt.Tuner,
+    train_data,
+    val_data,
+    epochs: int,
+    patience: int,
+    steps_per_epoch: int | None = None,
+) -> None:
+    """Run trials until the oracle stops (on a distributed search's worker: the chief's).
+
+    ``steps_per_epoch``: for an endless (augmented) train dataset; each trial's fit starts
+    its own iteration, at epoch 0, so every trial sees the same draws."""
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience)
     tuner.search(
         train_data,
@@ -110,6 +120,7 @@ def run_search(tuner: kt.Tuner, train_data, val_data, epochs: int, patience: int
         epochs=epochs,
         callbacks=[stop],
         shuffle=False,  # the dataset shuffles itself, with the seed
+        steps_per_epoch=steps_per_epoch,
         verbose=2,
     )
 
