@@ -39,8 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--images",
         type=Path,
-        required=True,
-        help="working images (artifacts/repair): train.augment augments the train rows' images",
+        help="working images (artifacts/repair); needed when train.augment.enabled",
     )
     parser.add_argument("--out", type=Path, required=True, help="model directory to (re)write")
     parser.add_argument("--predictions", type=Path, required=True, help="predictions .parquet")
