@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
     params = load(REPO / "params.yaml")
     params["models"] = {"bench": MODEL}
+    params["train"]["augment"]["enabled"] = False  # the bands alone: no working images here
     regions = list(params["taxonomy"]["regions"])
     item_mib = np.prod(synthetic_bands.SHAPE) * 4 / 2**20
     with tempfile.TemporaryDirectory(prefix="bonexray-mem-") as tmp:

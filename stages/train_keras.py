@@ -26,7 +26,7 @@ def run(args, params) -> None:
         trials=args.trials,
         live_dir=args.live,
     )
-    metrics = train_keras(args.model, params, args.labels, args.bands, outputs)
+    metrics = train_keras(args.model, params, args.labels, args.bands, outputs, args.images)
     best = f"best val_loss {metrics['best_val_loss']:.4f} at epoch {metrics['best_epoch']}"
     print(f"{args.model}: {best}")
 
@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", help="a key of models in params.yaml, e.g. cnn_rnn_nas")
     parser.add_argument("--labels", type=Path, required=True, help="labels.parquet (relabel)")
     parser.add_argument("--bands", type=Path, required=True, help="band features shard dir")
+    parser.add_argument(
+        "--images",
+        type=Path,
+        help="working images (artifacts/repair); needed when train.augment.enabled",
+    )
     parser.add_argument("--out", type=Path, required=True, help="model directory to (re)write")
     parser.add_argument("--predictions", type=Path, required=True, help="predictions .parquet")
     parser.add_argument("--metrics", type=Path, required=True, help="training metrics .json")

@@ -95,7 +95,7 @@ def test_a_failing_process_fails_the_search_with_its_code_and_log(tmp_path):
     broken = params(nas=search_config(workers=2, max_trials=2))
     del broken["models"]["nas"]["space"]  # every process fails while reading its params
     job = {"model": "nas", "params": broken, "labels": str(sample["labels"])}
-    job["bands"] = str(sample["bands"])
+    job["bands"], job["images"] = str(sample["bands"]), None
     with pytest.raises(distributed.SearchProcessError, match=r"exited with code 1") as failed:
         distributed.run(tmp_path / "tuner", job, 2, "127.0.0.1", 0, seed=7)
     assert "missing ['space']" in str(failed.value)  # the log's tail names the cause

@@ -76,6 +76,78 @@ def write_sample(directory: Path, seed: int = 0) -> dict[str, Path]:
     return paths
 
 
+# train.augment's magnitudes, as in params.yaml; IDENTITY changes nothing.
+AUGMENT = {
+    "hflip": 0.5,
+    "rotation_deg": 10.0,
+    "scale": [0.9, 1.1],
+    "translation": 0.05,
+    "brightness": 0.05,
+    "contrast": [0.85, 1.15],
+    "gamma": [0.8, 1.25],
+    "noise_std": 0.01,
+}
+IDENTITY = {
+    "hflip": 0.0,
+    "rotation_deg": 0.0,
+    "scale": [1.0, 1.0],
+    "translation": 0.0,
+    "brightness": 0.0,
+    "contrast": [1.0, 1.0],
+    "gamma": [1.0, 1.0],
+    "noise_std": 0.0,
+}
+IMAGE_SIDE = 2 * GRID  # haar, level 1: the level-1 grid is half the side
+IMAGE_FEATURES = {  # features params giving (GRID, GRID, CHANNELS) bands from the images
+    "wavelet": "haar",
+    "level": 1,
+    "mode": "periodization",
+    "fft": False,
+    "rf_approx_size": 4,
+    "entropy_bins": 8,
+    "shard_size": 25,
+}
+
+
+def write_image_sample(directory: Path, seed: int = 0) -> dict[str, Path]:
+    """labels.parquet, working images (repair's layout, IMAGE_SIDE px uint8) and the bands
+    the features stage makes from them, for the augmentation tests.
+
+    Each image is a letterboxed film (content narrower than the canvas, on black): a bright
+    bar whose column moves with the region, broken by a dark gap when fractured.
+    """
+    from bonexray.features.wavelet import FeatureConfig, build
+    from bonexray.io.shards import ShardReader
+
+    rng = np.random.default_rng(seed)
+    labels = labels_frame(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "labels": directory / "labels.parquet",
+        "images": directory / "repair",
+        "bands": directory / "features" / "bands",
+    }
+    labels.to_parquet(paths["labels"], index=False)
+    side, margin = IMAGE_SIDE, IMAGE_SIDE // 8
+    with ShardWriter(paths["images"], (side, side), np.uint8, shard_size=25) as images:
+        for row in labels.sample(frac=1.0, random_state=seed).itertuples():
+            film = rng.integers(30, 70, size=(side, side - 2 * margin))
+            column = 4 + 6 * (0 if pd.isna(row.region) else REGIONS.index(row.region))
+            film[2:-2, column : column + 4] = 220
+            if not pd.isna(row.fracture) and row.fracture:
+                film[side // 2 : side // 2 + 2, column : column + 4] = 40
+            canvas = np.zeros((side, side), np.uint8)
+            canvas[:, margin:-margin] = film
+            images.add(row.id, canvas, split=row.split)
+    build(
+        labels[["id", "split"]],
+        ShardReader(paths["images"]),
+        directory / "features",
+        FeatureConfig.from_params(IMAGE_FEATURES),
+    )
+    return paths
+
+
 def params(**models: dict) -> dict:
     """params.yaml sections the training stages read, sized for tests."""
     return {
@@ -94,6 +166,7 @@ def params(**models: dict) -> dict:
             "distribution": "auto",
             "oracle_address": "127.0.0.1",
             "oracle_port": 0,
+            "augment": {"enabled": False, **AUGMENT},
         },
         "models": models,
         "rf": {

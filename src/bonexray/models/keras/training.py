@@ -2,7 +2,10 @@
 
 Unknown fracture labels never drop a row: they get sample weight 0 on the fracture head,
 so they still train the region head. `make_dataset` is the one place that builds a tf.data
-pipeline; it streams each batch's features from the shards (models/examples.py).
+pipeline; it streams each batch's features from the shards (models/examples.py). With
+train.augment.enabled the train split's batches are made from its working images instead
+(features/augment.py: augmented, then described and standardised as the features stage
+does), a new draw every epoch; val, test and predictions always read the precomputed bands.
 `train_keras` runs one model end to end for the train@<name> stage: in this process, or
 with its search spread over a chief and worker processes (distributed.py), each of which
 runs worker.py; both build their search with `prepare`.
@@ -10,10 +13,11 @@ runs worker.py; both build their search with `prepare`.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,9 +28,11 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from bonexray.data.taxonomy import Taxonomy
 from bonexray.errors import ConfigError
+from bonexray.features.augment import AugmentConfig, AugmentedBands
 from bonexray.io import jsonfile, predictions
 from bonexray.io.modelfiles import save_keras
 from bonexray.io.params import ParamsError, section
+from bonexray.io.shards import ShardReader
 from bonexray.models.examples import Examples, load_examples
 from bonexray.models.interface import TrainOutputs
 from bonexray.models.keras import devices, distributed
@@ -98,6 +104,7 @@ def make_dataset(
     weights: HeadWeights | None,
     batch_size: int,
     shuffle_seed: int | None = None,
+    augmented: Callable[[np.ndarray, int], np.ndarray] | None = None,
 ):
     """(features, targets, per-head sample weights) batches, or features alone when
     ``weights`` is None (to predict); shuffled when given a seed.
@@ -105,6 +112,13 @@ def make_dataset(
     The dataset holds row numbers, targets and weights (bytes a row); each batch's features
     are read from the shards when it is due, the next batch prefetched while one trains.
     Shuffling row numbers draws the permutation that shuffling whole rows drew.
+
+    With ``augmented`` (rows, epoch) -> features (an AugmentedBands), the features come from
+    it instead, and the dataset is endless: epoch after epoch, each numbered in the data
+    (Dataset.counter + flat_map, reshuffled every epoch), so the draws depend on the epoch
+    and not on Keras's iterator handling. Fit it with steps_per_epoch
+    (`steps_per_epoch`). Batches are made in parallel; each image's draws depend only on
+    (seed, epoch, image), so the batches do not depend on the parallelism.
     """
     import tensorflow as tf
 
@@ -122,7 +136,26 @@ def make_dataset(
         features.set_shape(shape)
         return (features, *rest) if rest else features
 
-    return data.batch(batch_size).map(with_features).prefetch(tf.data.AUTOTUNE)
+    data = data.batch(batch_size)
+    if augmented is None:
+        return data.map(with_features).prefetch(tf.data.AUTOTUNE)
+
+    def with_augmented(epoch, rows, *rest):
+        features = tf.numpy_function(augmented, [rows, epoch], tf.float32, stateful=False)
+        features.set_shape(shape)
+        return (features, *rest) if rest else features
+
+    epochs = tf.data.Dataset.counter().flat_map(
+        lambda epoch: data.map(lambda *batch: (epoch, *batch))
+    )
+    return epochs.map(
+        with_augmented, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    ).prefetch(tf.data.AUTOTUNE)
+
+
+def steps_per_epoch(n_rows: int, batch_size: int) -> int:
+    """Batches in one epoch of ``n_rows`` (the last one partial), as batch() makes them."""
+    return math.ceil(n_rows / batch_size)
 
 
 def configure_determinism(seed: int, deterministic: bool) -> None:
@@ -135,15 +168,24 @@ def configure_determinism(seed: int, deterministic: bool) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def fit(model, train_data, val_data, epochs: int, callbacks: Sequence = ()):
+def fit(
+    model,
+    train_data,
+    val_data,
+    epochs: int,
+    callbacks: Sequence = (),
+    steps_per_epoch: int | None = None,
+):
     """Fit with the given callbacks (``fit_callbacks``: early stopping restores the best
-    epoch's weights)."""
+    epoch's weights). ``steps_per_epoch``: for an endless (augmented) train dataset; None
+    for a finite one."""
     return model.fit(
         train_data,
         validation_data=val_data,
         epochs=epochs,
         callbacks=list(callbacks),
         shuffle=False,  # the dataset shuffles itself, with the seed
+        steps_per_epoch=steps_per_epoch,
         verbose=2,
     )
 
@@ -225,6 +267,7 @@ class KerasJob:
     val: Examples
     weights: HeadWeights
     hypermodel: BoneHyperModel
+    augmented: AugmentedBands | None  # None: train.augment.enabled is false
 
     @property
     def batch_size(self) -> int:
@@ -237,13 +280,16 @@ class KerasJob:
 
         return fit_callbacks(self.train_params, epochs, restore_best_weights=final)
 
-    def datasets(self, replicas: int = 1) -> tuple[Any, Any]:
-        """Train (shuffled) and val batches; train.batch_size is per replica."""
+    def datasets(self, replicas: int = 1) -> tuple[Any, Any, int | None]:
+        """Train (shuffled; augmented when enabled) and val batches, and the train batches
+        per epoch when the train dataset is endless (augmented), else None; train.batch_size
+        is per replica. Val is never augmented."""
         batch = self.batch_size * replicas
-        return (
-            make_dataset(self.train, self.weights, batch, shuffle_seed=self.seed),
-            make_dataset(self.val, self.weights, batch),
+        train = make_dataset(
+            self.train, self.weights, batch, shuffle_seed=self.seed, augmented=self.augmented
         )
+        steps = None if self.augmented is None else steps_per_epoch(len(self.train), batch)
+        return train, make_dataset(self.val, self.weights, batch), steps
 
     def tuner(self, directory: Path, **kwargs: Any) -> kt.Tuner:
         from bonexray.models.keras.tuning import make_tuner
@@ -254,15 +300,23 @@ class KerasJob:
 
 
 def prepare(
-    name: str, params: Mapping[str, Any], labels_path: str | Path, bands_dir: str | Path
+    name: str,
+    params: Mapping[str, Any],
+    labels_path: str | Path,
+    bands_dir: str | Path,
+    images_dir: str | Path | None = None,
 ) -> KerasJob:
-    """Seed and configure this process, join labels to features, build the hypermodel."""
+    """Seed and configure this process, join labels to features, build the hypermodel.
+
+    ``images_dir``: the working images (repair's shards) that train.augment reads; needed
+    only when it is enabled."""
     from bonexray.models.keras.network import BoneHyperModel, FractureLoss, NetworkSpec
 
     config = KerasModelConfig.from_params(params, name)
     train_params = section(params, "train")
     seed = int(section(params, "seed"))
     regions = Taxonomy.from_params(params).regions
+    augment = AugmentConfig.from_params(section(params, "train.augment"))
     configure_determinism(seed, bool(train_params["deterministic"]))
 
     examples = load_examples(labels_path, bands_dir, regions)
@@ -281,6 +335,18 @@ def prepare(
         fracture_loss=FractureLoss.from_params(train_params["fracture_loss"]),
     )
     hypermodel = BoneHyperModel(config.space, spec)
+    augmented = None
+    if augment.enabled:
+        if images_dir is None:
+            raise ConfigError(
+                "params.yaml train.augment.enabled is true: the train stage needs the working "
+                "images (--images artifacts/repair)"
+            )
+        images = ShardReader(images_dir)
+        images.require(train.ids, "the train rows' ids")
+        augmented = AugmentedBands(
+            images.rows(train.ids), train.ids, examples.rows.reader.meta, augment, seed
+        )
     return KerasJob(
         config=config,
         train_params=train_params,
@@ -291,6 +357,7 @@ def prepare(
         val=val,
         weights=HeadWeights.from_training(train, train_params["class_weight"]),
         hypermodel=hypermodel,
+        augmented=augmented,
     )
 
 
@@ -300,6 +367,7 @@ def train_keras(
     labels_path: str | Path,
     bands_dir: str | Path,
     outputs: TrainOutputs,
+    images_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Search (if the model has a space), refit the best, predict val+test; return metrics."""
     import keras
@@ -315,7 +383,7 @@ def train_keras(
             "KERASTUNER_ORACLE_IP is set: unset it; the stage starts its own chief and "
             f"workers (params.yaml models.{name}.search.workers)"
         )
-    job = prepare(name, params, labels_path, bands_dir)
+    job = prepare(name, params, labels_path, bands_dir, images_dir)
     config, train, val, seed = job.config, job.train, job.val, job.seed
     train_params = job.train_params
 
@@ -331,6 +399,7 @@ def train_keras(
             "params": params,
             "labels": str(labels_path),
             "bands": str(bands_dir),
+            "images": None if images_dir is None else str(images_dir),
         }
         distributed.run(
             tuner_dir,
@@ -341,7 +410,7 @@ def train_keras(
             seed,
         )
     strategy = devices.strategy(train_params["distribution"])
-    train_data, val_data = job.datasets(strategy.num_replicas_in_sync)
+    train_data, val_data, steps = job.datasets(strategy.num_replicas_in_sync)
     if config.search:
         if config.workers > 1:
             tuner = job.tuner(tuner_dir, overwrite=False)
@@ -351,7 +420,9 @@ def train_keras(
         else:
             tuner = job.tuner(tuner_dir, distribution_strategy=strategy)
             epochs = int(config.search["epochs"])
-            run_search(tuner, train_data, val_data, epochs, job.callbacks(epochs, final=False))
+            run_search(
+                tuner, train_data, val_data, epochs, job.callbacks(epochs, final=False), steps
+            )
         best_hp = best_hyperparameters(tuner)
         trials = trials_table(tuner)
         print(f"{name}: search took {time.perf_counter() - started:.1f} s")
@@ -368,7 +439,7 @@ def train_keras(
     live = Live(dir=str(outputs.live_dir), dvcyaml=None, save_dvc_exp=False, report=None)
     fit_started = time.perf_counter()
     callbacks = [*job.callbacks(config.epochs, final=True), DVCLiveCallback(live=live)]
-    history = fit(model, train_data, val_data, config.epochs, callbacks)
+    history = fit(model, train_data, val_data, config.epochs, callbacks, steps)
     fit_seconds = time.perf_counter() - fit_started
     summary = history_summary(history.history)
     print(

@@ -107,16 +107,20 @@ def run_search(
     val_data,
     epochs: int,
     callbacks: Sequence[keras.callbacks.Callback],
+    steps_per_epoch: int | None = None,
 ) -> None:
     """Run trials until the oracle stops (on a distributed search's worker: the chief's).
 
-    ``callbacks`` (schedules.fit_callbacks) are copied into each trial by Keras Tuner."""
+    ``callbacks`` (schedules.fit_callbacks) are copied into each trial by Keras Tuner.
+    ``steps_per_epoch``: for an endless (augmented) train dataset; each trial's fit starts
+    its own iteration, at epoch 0, so every trial sees the same draws."""
     tuner.search(
         train_data,
         validation_data=val_data,
         epochs=epochs,
         callbacks=list(callbacks),
         shuffle=False,  # the dataset shuffles itself, with the seed
+        steps_per_epoch=steps_per_epoch,
         verbose=2,
     )
 

@@ -16,7 +16,7 @@ from bonexray.models.keras.tuning import run_search
 def search_process(directory: Path) -> None:
     """Build the stage's search from DIRECTORY/job.json and run this process's part of it."""
     spec = distributed.read_job(directory)
-    job = prepare(spec["model"], spec["params"], spec["labels"], spec["bands"])
+    job = prepare(spec["model"], spec["params"], spec["labels"], spec["bands"], spec["images"])
     # overwrite=False: the processes share the directory.
     if distributed.is_chief():
         # Serves the oracle until every worker has been told to stop.
@@ -29,9 +29,9 @@ def search_process(directory: Path) -> None:
     tuner = job.tuner(
         directory, overwrite=False, distribution_strategy=strategy, trial_seed=job.seed
     )
-    train_data, val_data = job.datasets(strategy.num_replicas_in_sync)
+    train_data, val_data, steps = job.datasets(strategy.num_replicas_in_sync)
     epochs = int(job.config.search["epochs"])
-    run_search(tuner, train_data, val_data, epochs, job.callbacks(epochs, final=False))
+    run_search(tuner, train_data, val_data, epochs, job.callbacks(epochs, final=False), steps)
 
 
 def main(argv: list[str] | None = None) -> None:
