@@ -68,6 +68,7 @@ def tiny_params() -> dict:
             "target_sensitivity": 0.9,
             "calibration_bins": 5,
             "calibration": "temperature",
+            "ensemble": "mean",
             "report_examples": 4,
             "score_region_sources": ["original", "synonym"],
             "ood_val_pass": 0.99,
