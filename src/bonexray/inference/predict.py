@@ -63,7 +63,7 @@ from bonexray.io.names import display
 from bonexray.io.params import ParamsError, section
 from bonexray.io.predictions import region_columns
 from bonexray.models import family
-from bonexray.models.interface import ENSEMBLE, FAMILIES, Family, TwoHeadModel
+from bonexray.models.interface import ENSEMBLE, FAMILIES, FOREST, Family, TwoHeadModel
 
 # The pipeline's layout under the artifacts directory (dvc.yaml outs).
 FEATURES_DIR = "features"
@@ -567,14 +567,12 @@ def overlay_writer(predictor: Predictor, out_dir: str | Path) -> Callable[[Predi
     from bonexray.explain import gradcam
 
     if not predictor.model.family.explainable:
+        why = {
+            FOREST: "the forest has no feature map to explain",
+            ENSEMBLE: "the ensemble has no single feature map (explain its Keras members)",
+        }[predictor.model.family]
         raise ArtifactsError(
-            f"{predictor.record.model}: --explain needs a Keras model (Grad-CAM); "
-            f"a {predictor.model.family.name} model has no feature map to explain"
-            + (
-                " (explain its Keras members one by one)"
-                if predictor.model.family is ENSEMBLE
-                else ""
-            )
+            f"{predictor.record.model}: --explain needs a Keras model (Grad-CAM); {why}"
         )
     out_dir = Path(out_dir)
     seen = 0
