@@ -334,7 +334,8 @@ def test_a_bad_input_among_good_ones_exits_1_and_the_others_are_predicted(built,
 def test_usage_errors_exit_2(built, capsys, tmp_path):
     good = str(built["inputs"]["good.png"])
     assert run_cli(built, good, "--model", "resnet") == 2
-    assert "no serving record for model 'resnet'; known models: cnn, ensemble, rf" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no serving record for model 'resnet'; known models: cnn, ensemble, rf" in err
 
     empty = tmp_path / "empty_artifacts"
     empty.mkdir()
