@@ -1,6 +1,7 @@
-"""Stage evaluate: score every model and the baselines with the same code, calibrate on val,
-and write the metrics, the `dvc plots` tables and the serving records `bonexray predict` reads
-(with the out-of-distribution reference of the train/val working images, for its quality gate).
+"""Stage evaluate: score every model, their ensemble and the baselines with the same code,
+calibrate on val, and write the metrics, the `dvc plots` tables and the serving records
+`bonexray predict` reads (with the out-of-distribution reference of the train/val working
+images, for its quality gate).
 
 Reads params: taxonomy.regions, models (the model list: its keys plus "rf"), evaluate.
 """
@@ -22,9 +23,11 @@ from bonexray.models.interface import model_names
 def run(args, params) -> None:
     regions = list(Taxonomy.from_params(params).regions)
     settings = scoring.Settings.from_params(params)
-    models = model_names(params)
+    trained = model_names(params)
+    # ... then their ensemble (evaluate.ensemble), scored as one more model.
+    models = scoring.with_ensemble(trained, settings)
     labels = read_labels(args.labels, regions)
-    scores = scoring.score_predictions(labels, args.predictions, models, regions, settings)
+    scores = scoring.score_predictions(labels, args.predictions, trained, regions, settings)
     paired = scoring.write_metrics(scores, models, settings, args.metrics)
     scoring.write_plots(scores, models, args.plots)
     best = scoring.best_model(scores, models)

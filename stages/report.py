@@ -25,9 +25,10 @@ from bonexray.reporting import model_card, report
 def run(args, params) -> None:
     regions = list(Taxonomy.from_params(params).regions)
     settings = scoring.Settings.from_params(params)
-    models = model_names(params)
+    trained = model_names(params)
+    models = scoring.with_ensemble(trained, settings)  # the ensemble is shown as a model
     labels = read_labels(args.labels, regions)
-    scores = scoring.score_predictions(labels, args.predictions, models, regions, settings)
+    scores = scoring.score_predictions(labels, args.predictions, trained, regions, settings)
     explained = [m for m in models if family_of(m).explainable]
     document = report.build(
         scores,

@@ -15,15 +15,18 @@ import yaml
 from paths import REPO
 
 from bonexray import cli
-from bonexray.evaluation import metrics, ood, serving
+from bonexray.errors import ConfigError
+from bonexray.evaluation import ensemble, metrics, ood, serving
 from bonexray.evaluation import scoring as evaluate
 from bonexray.io import predictions
 from bonexray.io.labels import read_labels
+from bonexray.io.params import ParamsError
 from bonexray.io.shards import ShardWriter
 from bonexray.reporting import report
 
 REGIONS = ["hand", "elbow", "shoulder", "hip", "leg"]
 MODELS = ["cnn_rnn_nas", "cnn_nas", "cnn", "rf"]
+SCORED = [*MODELS, "ensemble"]  # what evaluate scores as models (evaluate.ensemble: mean)
 # How informative each fabricated model is (0 = noise).
 SKILL = {"cnn_rnn_nas": 3.0, "cnn_nas": 2.5, "cnn": 2.0, "rf": 0.0}
 # metrics/train/<model>.json as the training stages write them (the cards read them).
@@ -67,6 +70,7 @@ PARAMS = {
         "target_sensitivity": 0.9,
         "calibration_bins": 10,
         "calibration": "temperature",
+        "ensemble": "mean",
         "report_examples": 12,
         "score_region_sources": ["original", "synonym"],
         "ood_val_pass": 0.99,
@@ -232,7 +236,7 @@ def test_stage_writes_per_model_metrics_and_a_flat_compare_file(staged: Path):
             )
         assert set(nested["fracture"]["auroc_by_region"]) == set(REGIONS)
     compare = json.loads((staged / "metrics" / "compare.json").read_text())
-    for name in [*MODELS, "baseline_majority", "baseline_chance"]:
+    for name in [*SCORED, "baseline_majority", "baseline_chance"]:
         for key in evaluate.COMPARE_KEYS:
             assert f"{name}.{key}" in compare
     assert all(not isinstance(v, dict) for v in compare.values())  # flat
@@ -242,7 +246,7 @@ def test_stage_writes_per_model_metrics_and_a_flat_compare_file(staged: Path):
 
 def test_stage_writes_one_model_card_per_model(staged: Path):
     cards = sorted(p.name for p in (staged / "artifacts" / "cards").iterdir())
-    assert cards == sorted(f"{m}.md" for m in MODELS)
+    assert cards == sorted(f"{m}.md" for m in SCORED)
     auroc = json.loads((staged / "metrics" / "cnn.json").read_text())["fracture"]["auroc"]
     assert (
         f"| fracture AUROC | {auroc:.3f} |"
@@ -252,9 +256,14 @@ def test_stage_writes_one_model_card_per_model(staged: Path):
 
 def test_stage_writes_serving_records_with_the_best_model_chosen_on_val(staged: Path):
     directory = staged / "artifacts" / "serving"
-    assert serving.available(directory) == sorted(MODELS)  # models only, no baselines
-    assert serving.best_model(directory) == "cnn_rnn_nas"  # the most skilful fabricated model
-    assert serving.read(directory).model == "cnn_rnn_nas"
+    assert serving.available(directory) == sorted(SCORED)  # models only, no baselines
+    # The ensemble may be chosen like any model: here the mean of the fabricated models,
+    # whose errors are independent, beats the most skilful of them (cnn_rnn_nas) on val.
+    val_scores = {m: serving.read(directory, m).test["val_selection_score"] for m in SCORED}
+    assert val_scores["ensemble"] > max(val_scores[m] for m in MODELS)
+    assert val_scores["cnn_rnn_nas"] == max(val_scores[m] for m in MODELS)
+    assert serving.best_model(directory) == "ensemble"
+    assert serving.read(directory).model == "ensemble"
     for model in MODELS:
         record = serving.read(directory, model)
         nested = json.loads((staged / "metrics" / f"{model}.json").read_text())
@@ -281,7 +290,7 @@ def test_stage_writes_serving_records_with_the_best_model_chosen_on_val(staged: 
 def test_compare_command_tabulates_every_model(staged: Path, capsys):
     compare = staged / "metrics" / "compare.json"
     table = evaluate.compare_frame(json.loads(compare.read_text()))
-    assert set(table.index) == {*MODELS, "baseline_majority", "baseline_chance"}
+    assert set(table.index) == {*SCORED, "baseline_majority", "baseline_chance"}
     assert list(table.columns) == list(evaluate.COMPARE_KEYS) and table.notna().all().all()
     assert cli.main(["compare", "--metrics", str(compare)]) == 0
     printed = capsys.readouterr().out
@@ -296,7 +305,7 @@ def test_compare_command_tabulates_every_model(staged: Path, capsys):
 def test_stage_writes_one_plot_csv_per_model_and_kind(staged: Path):
     for kind in evaluate.PLOT_KINDS:
         assert sorted(p.stem for p in (staged / "plots" / "eval" / kind).glob("*.csv")) == sorted(
-            MODELS
+            SCORED
         )
     confusion = pd.read_csv(staged / "plots" / "eval" / "confusion" / "cnn.csv")
     assert list(confusion.columns) == ["actual", "predicted"]
@@ -497,7 +506,7 @@ def test_stage_writes_one_paired_test_per_model_pair(staged: Path):
     # Each unordered pair once, named "<a>~<b>" in the params' model order.
     by_pair = {frozenset(pair.split("~")): pair for pair in paired}
     assert len(by_pair) == len(paired)
-    assert set(by_pair) == {frozenset((a, b)) for a in MODELS for b in MODELS if a != b}
+    assert set(by_pair) == {frozenset((a, b)) for a in SCORED for b in SCORED if a != b}
     compare = json.loads((staged / "metrics" / "compare.json").read_text())
     for pair, row in paired.items():
         a, b = pair.split("~")
@@ -522,3 +531,91 @@ def test_paired_tests_of_a_model_with_itself_find_nothing(tmp_path: Path):
     assert row["fracture_auroc_difference"] == 0.0 and row["fracture_auroc_p"] == 1.0
     assert row["region_accuracy_difference"] == 0.0 and row["region_accuracy_p"] == 1.0
     assert evaluate.paired_findings(paired) == []
+
+
+# ---------------------------------------------------------------- the ensemble
+
+
+def test_the_ensemble_is_the_mean_of_the_calibrated_members_scored_as_a_model(staged: Path):
+    labels = read_labels(staged / "artifacts" / "labels.parquet", REGIONS)
+    tables = {
+        m: predictions.read(staged / "artifacts" / "predictions" / f"{m}.parquet", REGIONS)
+        for m in MODELS
+    }
+    scores = evaluate.evaluate_all(labels, tables, REGIONS, settings())
+    assert list(scores)[: len(SCORED)] == SCORED  # the models, then their ensemble
+    ensemble_test = scores["ensemble"].test.set_index("id")
+    columns = predictions.region_columns(REGIONS)
+    member_tests = [scores[m].test.set_index("id").loc[ensemble_test.index] for m in MODELS]
+    np.testing.assert_allclose(
+        ensemble_test["p_fracture"], np.mean([m["p_fracture"] for m in member_tests], axis=0)
+    )
+    np.testing.assert_allclose(
+        ensemble_test[columns], np.mean([m[columns].to_numpy() for m in member_tests], axis=0)
+    )
+    nested = json.loads((staged / "metrics" / "ensemble.json").read_text())
+    members = nested["ensemble"]["members"]  # the params' model order (the YAML's, here sorted)
+    assert nested["ensemble"]["combination"] == "mean" and sorted(members) == sorted(MODELS)
+    frac = nested["fracture"]
+    assert frac["temperature"] == 1.0 and frac["bias"] == 0.0  # not calibrated again
+    assert frac["ece"] == frac["ece_uncalibrated"]
+    # Its own operating point, chosen on val like every model's.
+    combined = ensemble.member_table(tables, {m: scores[m].temperatures for m in MODELS}, REGIONS)
+    val = labels.merge(combined, on=["id", "split"])
+    val = val[(val["label_source"] != "excluded") & val["fracture"].notna()]
+    val = val[val["split"] == "val"]
+    point = metrics.choose_operating_point(
+        val["fracture"].astype(int), val["p_fracture"], "youden", 0.9
+    )
+    assert frac["threshold"] == pytest.approx(point.threshold, abs=1e-4)
+    # The informative members carry the noise model: the mean beats chance clearly.
+    assert frac["auroc"] > 0.8
+    record = serving.read(staged / "artifacts" / "serving", "ensemble")
+    assert record.kind == "ensemble" and record.members == tuple(members)
+    assert record.artifact is None and record.calibration == "none"
+    assert record.threshold == pytest.approx(frac["threshold"], abs=1e-4)
+
+
+def test_compare_and_review_list_the_ensemble(staged: Path, capsys):
+    from bonexray.reporting import review
+
+    compare = json.loads((staged / "metrics" / "compare.json").read_text())
+    assert cli.main(["compare", "--metrics", str(staged / "metrics" / "compare.json")]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("ensemble ") for line in printed)
+    assert sum(line.startswith(f"{m}~ensemble ") for m in MODELS for line in printed) == 4
+    # A review against a revision from before the ensemble: its rows are new ones.
+    before = {k: v for k, v in compare.items() if not k.startswith("ensemble.")}
+    rows = [row for row in review.metric_rows(before, compare) if row[0] == "ensemble"]
+    assert {row[1] for row in rows} >= {"fracture AUROC", "region accuracy"}
+    auroc = next(row for row in rows if row[1] == "fracture AUROC")
+    assert auroc[2] is None and auroc[3] == compare["ensemble.fracture_auroc"]
+    card = (staged / "artifacts" / "cards" / "ensemble.md").read_text()
+    assert "| rf | forest | vectors |" in card
+    report_html = (staged / "plots" / "report.html").read_text()
+    assert "<th>ensemble</th>" in report_html
+
+
+def test_ensemble_none_scores_no_ensemble_and_says_so(tmp_path: Path):
+    labels = fabricate_labels()
+    tables = {m: fabricate_predictions(labels, SKILL[m], seed=i) for i, m in enumerate(MODELS)}
+    off = settings(ensemble="none")
+    scores = evaluate.evaluate_all(labels, tables, REGIONS, off)
+    assert "ensemble" not in scores and evaluate.with_ensemble(MODELS, off) == MODELS
+    evaluate.write_metrics(scores, MODELS, off, tmp_path)
+    assert json.loads((tmp_path / "ensemble.json").read_text()) == {
+        "ensemble": {"combination": "none"}
+    }
+    with pytest.raises(ParamsError, match="evaluate.ensemble must be one of"):
+        settings(ensemble="stacking")
+
+
+def test_an_ensemble_member_that_skipped_images_is_an_error():
+    labels = fabricate_labels()
+    tables = {m: fabricate_predictions(labels, SKILL[m], seed=i) for i, m in enumerate(MODELS)}
+    # An extra image only rf predicted (in labels, but train: scored nowhere).
+    extra_id = labels.loc[labels["split"] == "train", "id"].iloc[0]
+    extra = tables["rf"].iloc[:1].assign(id=extra_id, split="train")
+    tables["rf"] = pd.concat([tables["rf"], extra], ignore_index=True)
+    with pytest.raises(ConfigError, match="ensemble: rf did not predict the images"):
+        evaluate.evaluate_all(labels, tables, REGIONS, settings())

@@ -66,8 +66,10 @@ def test_an_export_above_its_tolerance_fails_after_writing_the_figures(artifacts
     assert parity["passed"] is False and parity["tflite"]["tolerance"] == -1.0
 
 
-def test_the_forest_and_missing_models_are_clear_errors(artifacts, capsys):
+def test_the_forest_the_ensemble_and_missing_models_are_clear_errors(artifacts, capsys):
     assert cli.main(["export", "rf", "--artifacts", str(artifacts)]) == 2
     assert "random forest has no TF graph to export" in capsys.readouterr().err
+    assert cli.main(["export", "ensemble", "--artifacts", str(artifacts)]) == 2
+    assert "export its Keras members one by one" in capsys.readouterr().err
     assert cli.main(["export", "cnn_nas", "--artifacts", str(artifacts)]) == 2
     assert "cnn_nas/model.keras: no such model" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from test_evaluate import MODELS, PARAMS, scored_repo
+from test_evaluate import MODELS, PARAMS, SCORED, scored_repo
 
 from bonexray.data.datasets import FRACATLAS, SYNTH_README_TITLE
 from bonexray.evaluation import metrics
@@ -23,7 +23,7 @@ def cards(repo: dict, out: Path, sources: dict) -> dict[str, str]:
     params = {**PARAMS, "sources": sources}
     written = model_card.write_cards(
         repo["scores"],
-        MODELS,
+        SCORED,
         repo["settings"],
         params,
         repo["labels"],
@@ -39,7 +39,7 @@ def cards(repo: dict, out: Path, sources: dict) -> dict[str, str]:
         },
         base=repo["root"],
     )
-    assert [p.name for p in written] == [f"{m}.md" for m in MODELS]
+    assert [p.name for p in written] == [f"{m}.md" for m in SCORED]
     return {p.stem: p.read_text() for p in written}
 
 
@@ -96,6 +96,24 @@ def test_the_forest_card_lists_both_heads_and_skops(repo, tmp_path):
     assert row(card, "training images") == ["training images", "240", "228"]
     assert "RandomizedSearchCV` (12 draws, 3-fold" in card and "skops" in card
     assert "Grad-CAM" not in card  # the forest has none
+
+
+def test_the_ensemble_card_names_its_members_and_how_it_combines_them(repo, tmp_path):
+    card = cards(repo, tmp_path, {"clinic_a": {"kind": "folder", "path": "data/clinic_a"}})[
+        "ensemble"
+    ]
+    assert "the mean of their calibrated probabilities" in card
+    assert "no calibration is fitted on top of the mean" in card
+    assert [row(card, m)[:2] for m in MODELS] == [
+        ["cnn_rnn_nas", "keras"],
+        ["cnn_nas", "keras"],
+        ["cnn", "keras"],
+        ["rf", "forest"],
+    ]
+    fracture = repo["scores"]["ensemble"].metrics["fracture"]
+    assert row(card, "fracture AUROC")[1] == f"{fracture['auroc']:.3f}"
+    assert f"at least **{fracture['threshold']:.4f}**" in card
+    assert "Keras Tuner" not in card and "fracture T" not in card  # nothing trained or fitted
 
 
 def test_fracatlas_is_cited_with_its_licence_and_caveats(repo, tmp_path):

@@ -43,6 +43,7 @@ from bonexray.models.keras.training import train_keras
 
 SIZE = 32  # repair.image_size
 MODELS = ["cnn", "rf"]
+SERVED = [*MODELS, "ensemble"]  # evaluate.ensemble: mean of the two
 SPLITS = ["train"] * 18 + ["val"] * 6 + ["test"] * 6
 COLUMNS = output_columns(REGIONS)
 GATE = {"max_colourfulness": 20.0, "min_contrast": 0.01, "max_aspect": 4.0, "min_side": 16}
@@ -71,6 +72,7 @@ def tiny_params() -> dict:
             "target_sensitivity": 0.9,
             "calibration_bins": 5,
             "calibration": "temperature",
+            "ensemble": "mean",
             "report_examples": 4,
             "score_region_sources": ["original", "synonym"],
             "ood_val_pass": 0.99,
@@ -162,10 +164,18 @@ def build_artifacts(root: Path) -> dict:
         cfg["evaluate"]["ood_val_pass"],
         cfg["evaluate"]["ood_min_threshold"],
     )
-    records = evaluate.serving_records(scores, MODELS, REGIONS, settings, reference)
-    serving.write(records, evaluate.best_model(scores, MODELS), art / "serving")
+    served = evaluate.with_ensemble(MODELS, settings)
+    assert served == SERVED
+    records = evaluate.serving_records(scores, served, REGIONS, settings, reference)
+    serving.write(records, evaluate.best_model(scores, served), art / "serving")
     (root / "params.yaml").write_text(yaml.safe_dump(cfg))
-    return {"root": root, "artifacts": art, "params": root / "params.yaml", "cfg": cfg}
+    return {
+        "root": root,
+        "artifacts": art,
+        "params": root / "params.yaml",
+        "cfg": cfg,
+        "scores": scores,
+    }
 
 
 def write_inputs(root: Path) -> dict[str, Path]:
@@ -327,7 +337,8 @@ def test_a_bad_input_among_good_ones_exits_1_and_the_others_are_predicted(built,
 def test_usage_errors_exit_2(built, capsys, tmp_path):
     good = str(built["inputs"]["good.png"])
     assert run_cli(built, good, "--model", "resnet") == 2
-    assert "no serving record for model 'resnet'; known models: cnn, rf" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no serving record for model 'resnet'; known models: cnn, ensemble, rf" in err
 
     empty = tmp_path / "empty_artifacts"
     empty.mkdir()
@@ -366,6 +377,49 @@ def test_hflip_tta_averages_the_image_and_its_mirror(built):
     bad = {**built["cfg"], "predict": {"batch_size": 4, "tta": "rotate", **GATE}}
     with pytest.raises(ParamsError, match=r"predict.tta: 'rotate'"):
         Predictor.load(built["artifacts"], bad, "rf")
+
+
+# ---------------------------------------------------------------- the ensemble
+
+
+def test_the_ensemble_predicts_what_evaluate_scored(built):
+    """predict --model ensemble on the test images equals the mean of the members'
+    calibrated probabilities evaluate scored (each member with its own preprocessing:
+    bands for the CNN, vectors for the forest), thresholded at the ensemble's own point."""
+    predictor = Predictor.load(built["artifacts"], built["cfg"], "ensemble")
+    assert predictor.record.members == tuple(MODELS)
+    assert [m.preprocessing.family.features for m in predictor.model.members] == [
+        "bands",
+        "vectors",
+    ]
+    scored = built["scores"]["ensemble"].test
+    out = predictor.run([built["root"] / rel for rel in scored["id"]])
+    assert (out["error"] == "").all() and (out["model"] == "ensemble").all()
+    columns = predictions.region_columns(REGIONS)
+    np.testing.assert_allclose(out[columns].to_numpy(float), scored[columns], atol=1e-6)
+    np.testing.assert_allclose(out["p_fracture"].to_numpy(float), scored["p_fracture"], atol=1e-6)
+    called = out["decision"] == "called"
+    assert called.any()
+    threshold = predictor.record.threshold
+    near = np.abs(scored["p_fracture"].to_numpy() - threshold) < 1e-6
+    expected = (scored["p_fracture"].to_numpy() >= threshold).astype(int)
+    assert (out["fracture"].to_numpy()[called & ~near] == expected[called & ~near]).all()
+    assert threshold != serving.read(built["artifacts"] / "serving", "cnn").threshold
+
+
+def test_ensemble_tta_is_each_members_tta_then_the_mean(built, capsys):
+    i = built["inputs"]
+    cfg = {**built["cfg"], "predict": {"batch_size": 4, "tta": "hflip", **GATE}}
+    paths = [i["square.png"], i["mirrored"]]
+    tta = Predictor.load(built["artifacts"], cfg, "ensemble").run(paths)
+    members = [Predictor.load(built["artifacts"], cfg, m).run(paths) for m in MODELS]
+    expected = np.mean([m["p_fracture"].to_numpy(float) for m in members], axis=0)
+    np.testing.assert_allclose(tta["p_fracture"].to_numpy(float), expected, atol=1e-9)
+    assert tta["p_fracture"][0] == pytest.approx(tta["p_fracture"][1], abs=1e-9)
+    out = built["root"] / "cams_ensemble"
+    assert run_cli(built, str(i["good.png"]), "--model", "ensemble", "--explain", str(out)) == 2
+    err = capsys.readouterr().err
+    assert "--explain needs a Keras model" in err and "the ensemble has no single" in err
 
 
 def test_csv_and_json_hold_the_same_table(built):

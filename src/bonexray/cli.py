@@ -286,8 +286,9 @@ def _configure_predict(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--model",
-        help="model name (cnn_rnn_nas, cnn_nas, cnn, rf); default: the best on validation, "
-        "as recorded in <artifacts>/serving/best.json",
+        help="model name (cnn_rnn_nas, cnn_nas, cnn, rf, or ensemble: the mean of their "
+        "calibrated probabilities); default: the best on validation, as recorded in "
+        "<artifacts>/serving/best.json",
     )
     parser.add_argument(
         "--format",
@@ -404,16 +405,20 @@ def _configure_export(parser: argparse.ArgumentParser) -> None:
 
 def _run_export(args: argparse.Namespace) -> int:
     from bonexray.inference.export import TOLERANCES, ParityError, export_model
-    from bonexray.models.interface import family_of
+    from bonexray.models.interface import ENSEMBLE, family_of
     from bonexray.models.keras.files import keras_model_path
 
     out = args.out or args.artifacts / "export" / args.model
+    kind = family_of(args.model)
     problem = (
         "--inputs must be at least 1"
         if args.inputs < 1
+        else f"{args.model}: the ensemble has no TF graph of its own (it is the mean of its "
+        "members' calibrated outputs); export its Keras members one by one"
+        if kind is ENSEMBLE
         else f"{args.model}: the random forest has no TF graph to export (it is saved with "
         "skops; load it with bonexray.models.forest.load_forests)"
-        if not family_of(args.model).explainable
+        if not kind.explainable
         else None
     )
     if problem:

@@ -28,6 +28,16 @@ reference points defined by their construction (the priors are calibrated on tra
 the majority baseline is certainty on purpose), and fitting a temperature to a constant
 would turn both into the val prevalence, a third baseline that tells nothing new.
 
+The ensemble (``evaluate.ensemble``: mean | none; ensemble.py) is the mean of the trained
+models' CALIBRATED probabilities, scored after them as one more model: its own threshold at
+the val operating point, metrics/ensemble.json, its compare.json row, paired tests against
+every member, plots and serving record. It is not calibrated again (calibration "none",
+like the baselines: its members' calibrations are already in its probabilities). It may be
+chosen as the best model by the same rule as every model (the val selection score), with
+one caveat: its members' calibrations were fitted on those val rows, which a single model's
+val AUROC and macro-F1 are blind to (both are rank or argmax scores, unchanged by a
+monotone calibration) but the mean of several is not quite.
+
 evaluate also writes the serving records (serving.py) that `bonexray predict` reads: per
 model its temperatures and operating point, and the best model (chosen on VAL).
 """
@@ -46,13 +56,13 @@ import pandas as pd
 from sklearn.dummy import DummyClassifier
 
 from bonexray.errors import ConfigError
-from bonexray.evaluation import metrics, ood, serving
+from bonexray.evaluation import ensemble, metrics, ood, serving
 from bonexray.evaluation.calibration import METHODS as CALIBRATION_METHODS
 from bonexray.evaluation.calibration import Temperatures
 from bonexray.io import jsonfile, predictions
 from bonexray.io.labels import FLAG_COLUMNS, LABEL_COLUMNS, with_flags
 from bonexray.io.params import ParamsError, section
-from bonexray.models.interface import family_of
+from bonexray.models.interface import ENSEMBLE_MODEL, family_of
 
 BASELINES = {"baseline_majority": "most_frequent", "baseline_chance": "prior"}
 DECIMALS = 4
@@ -98,6 +108,7 @@ class Settings:
     report_examples: int
     seed: int
     calibration: str  # calibration.METHODS
+    ensemble: str  # ensemble.COMBINATIONS
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Settings:
@@ -119,6 +130,11 @@ class Settings:
                 f"params.yaml evaluate.calibration must be one of {CALIBRATION_METHODS}, "
                 f"got {ev['calibration']!r}"
             )
+        if ev["ensemble"] not in ensemble.COMBINATIONS:
+            raise ParamsError(
+                f"params.yaml evaluate.ensemble must be one of {ensemble.COMBINATIONS}, "
+                f"got {ev['ensemble']!r}"
+            )
         return cls(
             bootstrap=int(ev["bootstrap"]),
             operating_point=ev["operating_point"],
@@ -128,7 +144,15 @@ class Settings:
             report_examples=int(ev["report_examples"]),
             seed=int(section(params, "seed")),
             calibration=str(ev["calibration"]),
+            ensemble=str(ev["ensemble"]),
         )
+
+
+def with_ensemble(models: Sequence[str], settings: Settings) -> list[str]:
+    """The names scored as models: the trained ``models``, then the ensemble of them where
+    evaluate.ensemble asks for one (and there is a model to combine)."""
+    wanted = settings.ensemble != "none" and len(models) > 0
+    return [*models, ENSEMBLE_MODEL] if wanted else list(models)
 
 
 def attach_labels(labels: pd.DataFrame, preds: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -402,18 +426,30 @@ def evaluate_all(
     regions: Sequence[str],
     settings: Settings,
 ) -> dict[str, Scores]:
-    """Scores of every model, then of the baselines, keyed by name (models first)."""
-    tables = {**model_predictions, **baseline_predictions(labels, list(regions))}
-    return {
-        name: score(
-            attach_labels(labels, table, name),
-            regions,
-            settings,
-            name,
-            calibration="none" if name in BASELINES else None,
-        )
-        for name, table in tables.items()
+    """Scores of every model, then of their ensemble (``with_ensemble``), then of the
+    baselines, keyed by name in that order."""
+    scores = {
+        name: score(attach_labels(labels, table, name), regions, settings, name)
+        for name, table in model_predictions.items()
     }
+    members = list(model_predictions)
+    tables = baseline_predictions(labels, list(regions))
+    if ENSEMBLE_MODEL in with_ensemble(members, settings):
+        temperatures = {m: scores[m].temperatures for m in members}
+        tables = {
+            ENSEMBLE_MODEL: ensemble.member_table(model_predictions, temperatures, regions)
+        } | tables
+    for name, table in tables.items():
+        # Not calibrated: the baselines by construction, the ensemble's members already are.
+        scores[name] = score(
+            attach_labels(labels, table, name), regions, settings, name, calibration="none"
+        )
+    if ENSEMBLE_MODEL in scores:
+        scores[ENSEMBLE_MODEL].metrics["ensemble"] = {
+            "combination": settings.ensemble,
+            "members": members,
+        }
+    return scores
 
 
 def score_predictions(
@@ -447,12 +483,14 @@ def serving_records(
     for name in models:
         result = scores[name]
         frac = result.metrics["fracture"]
+        members = result.metrics.get("ensemble", {}).get("members", [])
         records[name] = serving.ServingRecord(
             model=name,
             kind=family_of(name).name,
-            artifact=serving.model_artifact(name),
+            artifact=None if members else serving.model_artifact(name),
             regions=tuple(regions),
-            calibration=settings.calibration,
+            # The ensemble's members are calibrated (their records), the mean is not.
+            calibration="none" if members else settings.calibration,
             temperatures=result.temperatures,
             threshold=frac["threshold"],  # unrounded: a rounded cut-off could flip a decision
             operating_point=settings.operating_point,
@@ -466,6 +504,7 @@ def serving_records(
                 | {"val_selection_score": result.selection_score}
             ),
             ood=None if ood_reference is None else ood_reference.to_dict(),
+            members=tuple(members),
         )
     return records
 
@@ -621,10 +660,17 @@ def write_metrics(
     metrics_dir: str | Path,
 ) -> dict[str, dict[str, Any]]:
     """metrics/<model>.json (nested) for each model, metrics/compare.json (flat) and
-    metrics/paired.json (paired_tests: one entry per model pair), which is returned."""
+    metrics/paired.json (paired_tests: one entry per model pair), which is returned.
+
+    With evaluate.ensemble "none", metrics/ensemble.json says so: dvc.yaml declares it.
+    """
     metrics_dir = Path(metrics_dir)
     for model in models:
         jsonfile.write(metrics_dir / f"{model}.json", rounded(scores[model].metrics))
+    if ENSEMBLE_MODEL not in models:
+        jsonfile.write(
+            metrics_dir / f"{ENSEMBLE_MODEL}.json", {"ensemble": {"combination": "none"}}
+        )
     jsonfile.write(metrics_dir / "compare.json", compare_table(scores))
     paired = paired_tests(scores, models, settings)
     jsonfile.write(metrics_dir / "paired.json", paired_table(paired))

@@ -3,7 +3,9 @@
 The evaluate stage writes ``artifacts/serving/``:
 
     <model>.json   one ServingRecord per model: kind, model directory, regions in head order,
-                   temperatures, fracture threshold and how it was chosen, test summary
+                   temperatures, fracture threshold and how it was chosen, test summary;
+                   the ensemble's (kind "ensemble") names its members instead of a directory
+                   and is not calibrated itself (predict applies each member's record)
     best.json      {"model": <name>, ...}: the model with the best VALIDATION selection score
 
 Each record also carries the out-of-distribution reference (ood.py) fitted on the train and
@@ -25,7 +27,7 @@ from typing import Any
 from bonexray.errors import ConfigError
 from bonexray.evaluation.calibration import Temperatures
 from bonexray.io import jsonfile
-from bonexray.models.interface import FAMILIES
+from bonexray.models.interface import ENSEMBLE, FAMILIES
 
 SERVING_DIR = "serving"  # under the artifacts directory
 MODELS_DIR = "models"  # the training stages' outputs, artifacts/models/<model>
@@ -49,7 +51,7 @@ def model_artifact(model: str) -> str:
 class ServingRecord:
     model: str
     kind: str  # a models.interface.FAMILIES key
-    artifact: str  # the model's directory, relative to the artifacts directory
+    artifact: str | None  # the model's directory, relative to the artifacts directory
     regions: tuple[str, ...]  # the region head's classes, in output order
     calibration: str  # calibration.METHODS
     temperatures: Temperatures
@@ -62,10 +64,12 @@ class ServingRecord:
     # ood.Reference.to_dict(): the train statistics and val threshold predict's quality gate
     # scores new images with (the same for every model; None in records written before it)
     ood: Mapping[str, Any] | None = None
+    members: tuple[str, ...] = ()  # the ensemble's models (kind "ensemble"; artifact None)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["regions"] = list(self.regions)
+        data["members"] = list(self.members)
         data["temperatures"] = self.temperatures.to_dict()
         return data
 
@@ -73,6 +77,7 @@ class ServingRecord:
     def from_json(cls, data: Mapping[str, Any]) -> ServingRecord:
         values = dict(data)
         values["regions"] = tuple(values["regions"])
+        values["members"] = tuple(values.get("members", ()))  # records before the ensemble
         values["temperatures"] = Temperatures.from_dict(values["temperatures"])
         return cls(**values)
 
@@ -124,6 +129,8 @@ def read(directory: str | Path, model: str | None = None) -> ServingRecord:
         raise ServingError(f"{path}: not a serving record ({type(exc).__name__}: {exc})") from None
     if record.kind not in FAMILIES:
         raise ServingError(f"{path}: kind {record.kind!r} is not one of {tuple(FAMILIES)}")
+    if (FAMILIES[record.kind] is ENSEMBLE) != bool(record.members):
+        raise ServingError(f"{path}: members are given for, and only for, kind 'ensemble'")
     return record
 
 

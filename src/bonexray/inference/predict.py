@@ -16,6 +16,12 @@ what the model was trained and evaluated on:
   quality gate    quality.py: blank, extreme-geometry, colour-photo or out-of-distribution
                   images are "withheld" (probabilities kept, no region/fracture call)
 
+The ensemble (``--model ensemble``, kind "ensemble") loads each member through its own
+serving record as above; each member computes its inputs from the working image with its
+family's preprocessing, applies predict.tta and its calibration, and the ensemble is the
+mean of those (evaluation.ensemble.combine, as evaluate computed it), thresholded and gated
+with the ensemble's own record.
+
 Rows stream out batch by batch (``Predictor.stream``, ``TableWriter``): an input that makes
 decoding, describing or the model raise gets a row with status "error" and the run goes on
 (a failed model call is retried image by image). Paths in rows are in display form
@@ -37,7 +43,7 @@ from __future__ import annotations
 import io
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
@@ -49,7 +55,7 @@ from bonexray.data.imaging import Limits
 from bonexray.data.resize import Working, load_working
 from bonexray.data.sources.base import is_sidecar, walk_files
 from bonexray.errors import ConfigError
-from bonexray.evaluation import ood, serving
+from bonexray.evaluation import ensemble, ood, serving
 from bonexray.features.wavelet import BANDS_DIR, VECTORS_DIR, FeatureConfig, describe, standardise
 from bonexray.inference.quality import Assessment, Gate
 from bonexray.io import shards
@@ -57,7 +63,7 @@ from bonexray.io.names import display
 from bonexray.io.params import ParamsError, section
 from bonexray.io.predictions import region_columns
 from bonexray.models import family
-from bonexray.models.interface import FAMILIES, Family, TwoHeadModel
+from bonexray.models.interface import ENSEMBLE, FAMILIES, FOREST, Family, TwoHeadModel
 
 # The pipeline's layout under the artifacts directory (dvc.yaml outs).
 FEATURES_DIR = "features"
@@ -180,7 +186,10 @@ class Preprocessing:
 
     def inputs(self, working: np.ndarray) -> np.ndarray:
         """Model inputs of uint8 working images (n, size, size), as the features stage wrote
-        them: standardised band channels (n, G, G, C) or vectors (n, D)."""
+        them: standardised band channels (n, G, G, C) or vectors (n, D); for the ensemble
+        the working images themselves (each member describes them its own way)."""
+        if self.family is ENSEMBLE:
+            return working
         channels, vectors = describe(working, self.features)
         if self.family.features == "vectors":
             return vectors
@@ -203,6 +212,27 @@ def load_model(record: serving.ServingRecord, artifacts_dir: str | Path) -> TwoH
         raise ArtifactsError(f"{exc}; {REPRO_HINT}") from None
     except ValueError as exc:  # unreadable or untrusted model file
         raise ArtifactsError(str(exc)) from None
+
+
+class EnsembleModel:
+    """The ensemble as a TwoHeadModel over working images: the mean of its members'
+    calibrated probabilities, each member with its own preprocessing, TTA and calibration
+    (Predictor.probabilities)."""
+
+    family = ENSEMBLE
+
+    def __init__(self, members: Sequence[Predictor]) -> None:
+        self.members = list(members)
+        size = self.members[0].preprocessing.size
+        self.input_shape = (size, size)
+        self.network = {member.record.model: member.model for member in self.members}
+
+    def predict_heads(
+        self, inputs: np.ndarray, batch_size: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        # Each member batches as its own Predictor does (predict.batch_size).
+        outputs = [member.probabilities(inputs) for member in self.members]
+        return ensemble.combine([r for r, _ in outputs], [f for _, f in outputs])
 
 
 @dataclass(frozen=True)
@@ -263,7 +293,18 @@ class Predictor:
             )
         record = serving.read(serving_dir, model)
         options = section(params, "predict")
-        preprocessing = Preprocessing.load(params, artifacts_dir, FAMILIES[record.kind])
+        tta = str(options["tta"])
+        if FAMILIES[record.kind] is ENSEMBLE:
+            members = [cls.load(artifacts_dir, params, member) for member in record.members]
+            loaded: TwoHeadModel = EnsembleModel(members)
+            first = members[0].preprocessing
+            preprocessing = replace(
+                first, family=ENSEMBLE, item_shape=loaded.input_shape, mean=None, std=None
+            )
+            tta = "none"  # done by each member, before its calibration, as for a model alone
+        else:
+            preprocessing = Preprocessing.load(params, artifacts_dir, FAMILIES[record.kind])
+            loaded = load_model(record, artifacts_dir)
         try:
             reference = None if record.ood is None else ood.Reference.from_dict(record.ood)
         except (KeyError, TypeError, ValueError) as exc:
@@ -281,9 +322,9 @@ class Predictor:
         gate = Gate.from_params(options, preprocessing.size, preprocessing.keep_aspect, reference)
         predictor = cls(
             record,
-            load_model(record, artifacts_dir),
+            loaded,
             preprocessing,
-            tta=str(options["tta"]),
+            tta=tta,
             batch_size=int(options["batch_size"]),
             gate=gate,
         )
@@ -526,9 +567,12 @@ def overlay_writer(predictor: Predictor, out_dir: str | Path) -> Callable[[Predi
     from bonexray.explain import gradcam
 
     if not predictor.model.family.explainable:
+        why = {
+            FOREST: "the forest has no feature map to explain",
+            ENSEMBLE: "the ensemble has no single feature map (explain its Keras members)",
+        }[predictor.model.family]
         raise ArtifactsError(
-            f"{predictor.record.model}: --explain needs a Keras model (Grad-CAM); "
-            f"the forest has no feature map to explain"
+            f"{predictor.record.model}: --explain needs a Keras model (Grad-CAM); {why}"
         )
     out_dir = Path(out_dir)
     seen = 0

@@ -14,32 +14,44 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from bonexray.io.params import section
+from bonexray.io.params import ParamsError, section
 
 HEADS = ("region", "fracture")  # every model's two outputs
-FOREST_MODEL = "rf"  # the train_rf stage's model; every other model is a Keras one
+FOREST_MODEL = "rf"  # the train_rf stage's model; every other trained model is a Keras one
+ENSEMBLE_MODEL = "ensemble"  # evaluate's mean of the trained models (evaluation/ensemble.py)
 
 
 @dataclass(frozen=True)
 class Family:
     name: str  # the serving record's kind
-    features: str  # the feature shards that feed it: "bands" or "vectors"
+    # What feeds it: the feature shards "bands" or "vectors", or (the ensemble) the
+    # "working" images, from which each member computes its own features.
+    features: str
     explainable: bool  # Grad-CAM explains it, and `bonexray export` writes it as a TF graph
 
 
 KERAS = Family("keras", "bands", explainable=True)
 FOREST = Family("forest", "vectors", explainable=False)
-FAMILIES = {family.name: family for family in (KERAS, FOREST)}
+# Not trained: no model files, training metrics or feature map of its own.
+ENSEMBLE = Family("ensemble", "working", explainable=False)
+FAMILIES = {family.name: family for family in (KERAS, FOREST, ENSEMBLE)}
 
 
 def model_names(params: Mapping[str, Any]) -> list[str]:
-    """The models scored: the Keras models of params.yaml, then the random forest."""
-    return [*section(params, "models"), FOREST_MODEL]
+    """The trained models: the Keras models of params.yaml, then the random forest (the
+    ensemble's members; evaluation.scoring.with_ensemble adds the ensemble)."""
+    keras_models = list(section(params, "models"))
+    if ENSEMBLE_MODEL in keras_models or FOREST_MODEL in keras_models:
+        raise ParamsError(
+            f"params.yaml models: {ENSEMBLE_MODEL!r} and {FOREST_MODEL!r} are reserved names "
+            "(the ensemble and the random forest); rename that model"
+        )
+    return [*keras_models, FOREST_MODEL]
 
 
 def family_of(model: str) -> Family:
-    """The family of a model of params.yaml `models` (Keras) or the random forest."""
-    return FOREST if model == FOREST_MODEL else KERAS
+    """The family of a model of params.yaml `models` (Keras), the forest or the ensemble."""
+    return {FOREST_MODEL: FOREST, ENSEMBLE_MODEL: ENSEMBLE}.get(model, KERAS)
 
 
 class TwoHeadModel(Protocol):

@@ -25,7 +25,7 @@ from bonexray.evaluation import metrics
 from bonexray.evaluation.scoring import Scores, Settings
 from bonexray.io.params import section
 from bonexray.models import family
-from bonexray.models.interface import family_of
+from bonexray.models.interface import ENSEMBLE, Description, family_of
 
 CARD_SUFFIX = ".md"
 BASELINE = "baseline_majority"
@@ -74,13 +74,35 @@ def datasets_used(
 # ---------------------------------------------------------------- sections
 
 
+def ensemble_description(result: Scores, settings: Settings) -> Description:
+    """The ensemble's Model section: its members and how it combines them (it has no
+    training of its own, hence no hyperparameters or training figures)."""
+    members = result.metrics["ensemble"]["members"]
+    return Description(
+        summary=(
+            f"An ensemble of {len(members)} trained models: the mean of their calibrated "
+            "probabilities (region: the mean of the softmax vectors; "
+            f"fracture: the mean of p). Each member is first calibrated ({settings.calibration} "
+            "scaling) with its own parameters fitted on val, as its own card says; no "
+            "calibration is fitted on top of the mean. Its fracture threshold is chosen on val "
+            "like every model's, and `bonexray predict --model ensemble` computes each "
+            "member's inputs with that member's preprocessing."
+        ),
+        header=["member", "family", "input"],
+        rows=[[m, family_of(m).name, family_of(m).features] for m in members],
+        note="Not trained: no hyperparameters, search or training curves of its own.",
+    )
+
+
 def model_section(
     name: str,
     params: Mapping[str, Any],
     trained: Mapping[str, Any],
     bands_meta: Mapping[str, Any] | None,
+    about: Description | None = None,
 ) -> str:
-    about = family.describe(name, params, trained, bands_meta)
+    """The Model section; ``about`` replaces family.describe's (the ensemble's)."""
+    about = about or family.describe(name, params, trained, bands_meta)
     section_text = f"## Model\n\n{about.summary}\n\n" + markdown_table(about.header, about.rows)
     return section_text + (f"\n\n{about.note}" if about.note else "")
 
@@ -217,7 +239,10 @@ def metrics_section(result: Scores, baseline: Scores | None, settings: Settings)
     header = ["metric (test)", "value", "95% CI", BASELINE, "interval"]
     by_region = ", ".join(f"{r} {_number(v)}" for r, v in fracture["auroc_by_region"].items())
     calibrated = (
-        f"\n\nProbabilities are calibrated ({settings.calibration} scaling) with parameters "
+        "\n\nProbabilities are the mean of the members' calibrated probabilities; the mean "
+        "is not calibrated again (T 1, bias 0), so the uncalibrated scores equal the others."
+        if "ensemble" in result.metrics
+        else f"\n\nProbabilities are calibrated ({settings.calibration} scaling) with parameters "
         f"fitted on val (fracture T {_number(fracture['temperature'], 2)}, bias "
         f"{_number(fracture['bias'], 2)}; region T {_number(region['temperature'], 2)}); "
         "the scores above are on that scale, as `bonexray predict` outputs them. Before "
@@ -304,6 +329,11 @@ def limitations_section(
             "Grad-CAM maps (report, `bonexray predict --explain`) show what raised the fracture "
             "score, not where a fracture is; behind the BiLSTM they are looser still."
         )
+    if family_of(name) is ENSEMBLE:
+        items.append(
+            "It shares every member's limitations (see their cards); there is no single "
+            "feature map, so Grad-CAM (`--explain`) does not apply to it."
+        )
     return "## Limitations\n\n" + "\n".join(f"- {item}" for item in items)
 
 
@@ -351,7 +381,13 @@ def render_card(
         f"# Model card: {name}",
         "> Research software, not a medical device. Written by the evaluate stage; figures are "
         "on the test split of the data below.",
-        model_section(name, params, trained, bands_meta),
+        model_section(
+            name,
+            params,
+            trained,
+            bands_meta,
+            ensemble_description(result, settings) if family_of(name) is ENSEMBLE else None,
+        ),
         data_section(sources, labels, regions),
         split_section(params),
         metrics_section(result, scores.get(BASELINE), settings),
@@ -375,7 +411,8 @@ def write_cards(
     bands_meta: Mapping[str, Any] | None = None,
     base: str | Path = ".",
 ) -> list[Path]:
-    """<out_dir>/<model>.md for every model; stale cards of removed models are deleted."""
+    """<out_dir>/<model>.md for every model (the ensemble's describes its members and
+    reads no training metrics); stale cards of removed models are deleted."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob(f"*{CARD_SUFFIX}"):
@@ -389,7 +426,7 @@ def write_cards(
             settings,
             params,
             labels,
-            read_train_metrics(train_metrics_dir, name),
+            {} if family_of(name) is ENSEMBLE else read_train_metrics(train_metrics_dir, name),
             sources,
             bands_meta if family_of(name).features == "bands" else None,
         )

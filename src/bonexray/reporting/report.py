@@ -34,6 +34,7 @@ from bonexray.evaluation.scoring import (
 )
 from bonexray.io.labels import FLAG_COLUMNS
 from bonexray.io.shards import ShardReader
+from bonexray.models.interface import ENSEMBLE, family_of
 
 BASELINE_COLOUR = "#9e9e9e"
 MODEL_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf")
@@ -597,8 +598,7 @@ def render(
         sections.append(f"<section id={slug}><h2>{html.escape(title)}</h2>{body}</section>")
 
     trial_parts = []
-    for name in models:
-        table = trials.get(name)
+    for name, table in trials.items():
         if table is None:
             trial_parts.append(f"<h3>{html.escape(name)}</h3><p class=muted>No search trials.</p>")
             continue
@@ -660,11 +660,13 @@ def build(
     """Read the report's other inputs (DVCLive curves, trials, images) and render it.
 
     Training curves and trials are optional (the random forest has no curves, the fixed
-    CNN no search); the test images come from the repair shards. With ``gradcam_models``
+    CNN no search) and the ensemble, not trained, has neither; the test images come from
+    the repair shards. With ``gradcam_models``
     (Keras model name -> model.keras) and ``bands_dir``, each example shows those models'
     fracture Grad-CAM.
     """
     best = best_model(scores, models)
+    trained = [m for m in models if family_of(m) is not ENSEMBLE]
     images = ShardReader(repair_dir)
     examples = pick_examples(scores[best], images, settings.report_examples, settings.seed)
     if gradcam_models and bands_dir is not None:
@@ -674,8 +676,8 @@ def build(
         models,
         regions,
         provenance=provenance(sources, labels),
-        training_curves={m: read_training_curves(Path(train_plots_dir) / m) for m in models},
-        trials={m: read_trials(Path(trials_dir) / f"{m}.csv") for m in models},
+        training_curves={m: read_training_curves(Path(train_plots_dir) / m) for m in trained},
+        trials={m: read_trials(Path(trials_dir) / f"{m}.csv") for m in trained},
         examples=examples,
         best=best,
         settings=settings,
