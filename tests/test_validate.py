@@ -20,9 +20,10 @@ from bonexray.evaluation import metrics
 from bonexray.inference.predict import Predictor
 from bonexray.io.predictions import region_columns
 
-pytestmark = pytest.mark.skipif(
-    not (FRACATLAS / "dataset.csv").is_file(), reason="FracAtlas not available"
-)
+pytestmark = [
+    pytest.mark.fracatlas,
+    pytest.mark.skipif(not (FRACATLAS / "dataset.csv").is_file(), reason="FracAtlas not available"),
+]
 PER_CLASS = 24  # fractured and not: 48 FracAtlas images, every region among them
 BROKEN = "IMG9999999.jpg"  # listed in the CSV, a JPEG header and nothing else
 
