@@ -265,6 +265,115 @@ def calibrate(
     return scaled, temperatures
 
 
+@dataclass
+class HeadScores:
+    """Both heads' metrics on one set of labelled rows (score_heads)."""
+
+    metrics: dict[str, Any]  # {"region": {...}, "fracture": {...}}
+    calibration: pd.DataFrame  # calibration_bins of the fracture head on the scored rows
+    region_rows: pd.DataFrame  # the rows scored for region (with predicted_region)
+    fracture_rows: pd.DataFrame  # the rows scored for fracture
+
+
+def score_heads(
+    rows: pd.DataFrame,
+    regions: Sequence[str],
+    settings: Settings,
+    point: metrics.OperatingPoint,
+    temperatures: Temperatures,
+    raw: pd.DataFrame | None = None,
+) -> HeadScores:
+    """Region and fracture metrics of calibrated predictions on labelled ``rows``.
+
+    The one scoring of a labelled set, for evaluate's test split and for `bonexray
+    validate`'s external sets. ``rows`` hold the label columns (region, label_source,
+    fracture, the FLAG_COLUMNS), the calibrated probabilities and predicted_region;
+    ``point`` is the operating point chosen on val (its threshold is applied here) and
+    ``temperatures`` the calibration that was applied. ``raw``: the same rows (same index)
+    before calibration, for the *_uncalibrated scores, which are left out without it.
+    A head without a labelled row gets NaN scores.
+    """
+    columns = predictions.region_columns(regions)
+    index = {r: i for i, r in enumerate(regions)}
+    region_rows = _region_rows(rows, settings.score_region_sources)
+    frac_rows = _fracture_rows(rows)
+    region_y = region_rows["region"].map(index).astype(int)
+    region = metrics.region_scores(region_y, region_rows[columns])
+    confusion = region["confusion"]
+    y, p = frac_rows["fracture"].astype(int), frac_rows["p_fracture"]
+    sensitivity, specificity = metrics.sensitivity_specificity(y, p, point.threshold)
+    bins = settings.calibration_bins
+    calibration_table = metrics.calibration_bins(y, p, bins)
+    by_region_rows = _region_rows(frac_rows, settings.score_region_sources)
+    by_region = metrics.auroc_by_group(
+        by_region_rows["fracture"].astype(int),
+        by_region_rows["p_fracture"],
+        by_region_rows["region"],
+    )
+    # Keys in the order metrics/<model>.json has always had.
+    region_block: dict[str, Any] = {
+        "n": region["n"],
+        "n_by_source": {
+            s: int((region_rows["label_source"] == s).sum()) for s in settings.score_region_sources
+        },
+        "accuracy": region["accuracy"],
+        "macro_f1": region["macro_f1"],
+        "kappa": region["kappa"],
+        "recall": dict(zip(regions, region["recall"], strict=True)),
+        "confusion": {
+            a: {b: int(confusion[i, j]) for j, b in enumerate(regions)}
+            for i, a in enumerate(regions)
+        },
+        "temperature": temperatures.region,
+        "nll": metrics.multiclass_nll(region_y, region_rows[columns]),
+    }
+    fracture: dict[str, Any] = {
+        **auroc_summary(y, p, settings),
+        "average_precision": metrics.average_precision(y, p),
+        "threshold": point.threshold,
+        "val_sensitivity": point.sensitivity,
+        "val_specificity": point.specificity,
+        "sensitivity": sensitivity,
+        "specificity": specificity,
+        "temperature": temperatures.fracture,
+        "bias": temperatures.fracture_bias,
+        "brier": metrics.brier(y, p),
+    }
+    if raw is None:
+        region_block["ece"] = metrics.top_label_ece(region_y, region_rows[columns], bins)
+        fracture |= {
+            "ece": metrics.expected_calibration_error(calibration_table),
+            "nll": metrics.binary_nll(y, p),
+        }
+    else:
+        raw_region = raw.loc[region_rows.index, columns]
+        raw_p = raw.loc[frac_rows.index, "p_fracture"]
+        raw_calibration = metrics.calibration_bins(y, raw_p, bins)
+        region_block |= {
+            "nll_uncalibrated": metrics.multiclass_nll(region_y, raw_region),
+            "ece": metrics.top_label_ece(region_y, region_rows[columns], bins),
+            "ece_uncalibrated": metrics.top_label_ece(region_y, raw_region, bins),
+        }
+        fracture |= {
+            "brier_uncalibrated": metrics.brier(y, raw_p),
+            "ece": metrics.expected_calibration_error(calibration_table),
+            "ece_uncalibrated": metrics.expected_calibration_error(raw_calibration),
+            "nll": metrics.binary_nll(y, p),
+            "nll_uncalibrated": metrics.binary_nll(y, raw_p),
+        }
+    fracture["auroc_by_region"] = {r: by_region.get(r, float("nan")) for r in regions}
+    for flag in FLAG_COLUMNS:
+        breakdown = flag_breakdown(frac_rows, flag, settings)
+        if breakdown is not None:
+            fracture[f"auroc_by_{flag}"] = breakdown
+    return HeadScores(
+        metrics={"region": region_block, "fracture": fracture},
+        calibration=calibration_table,
+        region_rows=region_rows,
+        fracture_rows=frac_rows,
+    )
+
+
 def score(
     joined: pd.DataFrame,
     regions: Sequence[str],
@@ -286,95 +395,38 @@ def score(
         test[columns].to_numpy().argmax(axis=1)
     ]
 
-    region_test = _region_rows(test, settings.score_region_sources)
-    frac_test, frac_val = _fracture_rows(test), _fracture_rows(val)
-    if region_test.empty or frac_test.empty:
+    n_region = len(_region_rows(test, settings.score_region_sources))
+    n_fracture = len(_fracture_rows(test))
+    if not n_region or not n_fracture:
         raise ConfigError(
-            f"{name}: nothing to score: {len(region_test)} test images with a region labelled by "
-            f"{list(settings.score_region_sources)}, {len(frac_test)} with a fracture label"
+            f"{name}: nothing to score: {n_region} test images with a region labelled by "
+            f"{list(settings.score_region_sources)}, {n_fracture} with a fracture label"
         )
-    region_y = region_test["region"].map(index)
-    region = metrics.region_scores(region_y, region_test[columns])
-    confusion = region["confusion"]
-    # The same test rows before calibration (same order), for the *_uncalibrated scores.
-    raw_region = raw.loc[region_test.index, columns]
-    raw_p = raw.loc[frac_test.index, "p_fracture"]
-
-    y, p = frac_test["fracture"].astype(int), frac_test["p_fracture"]
+    frac_val = _fracture_rows(val)
     point = metrics.choose_operating_point(
         frac_val["fracture"].astype(int),
         frac_val["p_fracture"],
         settings.operating_point,
         settings.target_sensitivity,
     )
-    sensitivity, specificity = metrics.sensitivity_specificity(y, p, point.threshold)
-    calibration_table = metrics.calibration_bins(y, p, settings.calibration_bins)
-    raw_calibration = metrics.calibration_bins(y, raw_p, settings.calibration_bins)
-    by_region_rows = _region_rows(frac_test, settings.score_region_sources)
-    by_region = metrics.auroc_by_group(
-        by_region_rows["fracture"].astype(int),
-        by_region_rows["p_fracture"],
-        by_region_rows["region"],
-    )
+    heads = score_heads(test, regions, settings, point, temperatures, raw=raw)
 
     region_val = _region_rows(val, settings.score_region_sources)
     val_f1 = metrics.region_scores(region_val["region"].map(index), region_val[columns])["macro_f1"]
     val_auroc = metrics.auroc(frac_val["fracture"].astype(int), frac_val["p_fracture"])
-
-    bins = settings.calibration_bins
     result = {
-        "region": {
-            "n": region["n"],
-            "n_by_source": {
-                s: int((region_test["label_source"] == s).sum())
-                for s in settings.score_region_sources
-            },
-            "accuracy": region["accuracy"],
-            "macro_f1": region["macro_f1"],
-            "kappa": region["kappa"],
-            "recall": dict(zip(regions, region["recall"], strict=True)),
-            "confusion": {
-                a: {b: int(confusion[i, j]) for j, b in enumerate(regions)}
-                for i, a in enumerate(regions)
-            },
-            "temperature": temperatures.region,
-            "nll": metrics.multiclass_nll(region_y, region_test[columns]),
-            "nll_uncalibrated": metrics.multiclass_nll(region_y, raw_region),
-            "ece": metrics.top_label_ece(region_y, region_test[columns], bins),
-            "ece_uncalibrated": metrics.top_label_ece(region_y, raw_region, bins),
-        },
-        "fracture": {
-            **auroc_summary(y, p, settings),
-            "average_precision": metrics.average_precision(y, p),
-            "threshold": point.threshold,
-            "val_sensitivity": point.sensitivity,
-            "val_specificity": point.specificity,
-            "sensitivity": sensitivity,
-            "specificity": specificity,
-            "temperature": temperatures.fracture,
-            "bias": temperatures.fracture_bias,
-            "brier": metrics.brier(y, p),
-            "brier_uncalibrated": metrics.brier(y, raw_p),
-            "ece": metrics.expected_calibration_error(calibration_table),
-            "ece_uncalibrated": metrics.expected_calibration_error(raw_calibration),
-            "nll": metrics.binary_nll(y, p),
-            "nll_uncalibrated": metrics.binary_nll(y, raw_p),
-            "auroc_by_region": {r: by_region.get(r, float("nan")) for r in regions},
-        },
+        **heads.metrics,
         "selection": {"val_region_macro_f1": val_f1, "val_fracture_auroc": val_auroc},
     }
-    for flag in FLAG_COLUMNS:
-        breakdown = flag_breakdown(frac_test, flag, settings)
-        if breakdown is not None:
-            result["fracture"][f"auroc_by_{flag}"] = breakdown
     test["predicted_fracture"] = (test["p_fracture"] >= point.threshold).astype(int)
+    y, p = heads.fracture_rows["fracture"].astype(int), heads.fracture_rows["p_fracture"]
     return Scores(
         name=name,
         metrics=result,
         roc=metrics.roc_points(y, p),
         pr=metrics.pr_points(y, p),
-        calibration=calibration_table,
-        confusion_pairs=region_test[["region", "predicted_region"]].set_axis(
+        calibration=heads.calibration,
+        confusion_pairs=heads.region_rows[["region", "predicted_region"]].set_axis(
             ["actual", "predicted"], axis=1
         ),
         test=test,
