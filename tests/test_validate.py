@@ -82,7 +82,7 @@ def validated(served, tmp_path_factory) -> dict:
 def test_every_served_model_is_scored_with_counts_that_add_up(validated):
     assert validated["code"] == 0
     result = validated["result"]
-    assert sorted(result["models"]) == ["cnn", "rf"]  # every serving record
+    assert sorted(result["models"]) == ["cnn", "ensemble", "rf"]  # every serving record
     images = result["images"]
     assert images["n"] == len(validated["rows"]) == 2 * PER_CLASS + 1
     assert images["n_fracture_labelled"] == images["n"]

@@ -103,6 +103,7 @@ IMAGE_FEATURES = {  # features params giving (GRID, GRID, CHANNELS) bands from t
     "level": 1,
     "mode": "periodization",
     "fft": False,
+    "grid": "finest",
     "rf_approx_size": 4,
     "entropy_bins": 8,
     "shard_size": 25,
