@@ -257,6 +257,23 @@ def _run_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_served_inputs(parser: argparse.ArgumentParser, holding: str = "") -> None:
+    """--params and --artifacts, as predict and validate read the served models."""
+    parser.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="params file (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--artifacts",
+        type=Path,
+        default=Path("artifacts"),
+        help=f"the pipeline's artifacts directory{': ' + holding if holding else ' '}"
+        "(default: %(default)s)",
+    )
+
+
 def _configure_predict(parser: argparse.ArgumentParser) -> None:
     import textwrap
 
@@ -299,19 +316,7 @@ def _configure_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, help="file to write the table to (default: standard output)"
     )
-    parser.add_argument(
-        "--params",
-        type=Path,
-        default=Path("params.yaml"),
-        help="params file (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--artifacts",
-        type=Path,
-        default=Path("artifacts"),
-        help="the pipeline's artifacts directory: models/, features/, serving/ "
-        "(default: %(default)s)",
-    )
+    _add_served_inputs(parser, "models/, features/, serving/ ")
     parser.add_argument(
         "--explain",
         type=Path,
@@ -534,18 +539,7 @@ def _configure_validate(parser: argparse.ArgumentParser) -> None:
         default=Path("metrics/external"),
         help="directory for <NAME>.json (default: %(default)s)",
     )
-    parser.add_argument(
-        "--params",
-        type=Path,
-        default=Path("params.yaml"),
-        help="params file (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--artifacts",
-        type=Path,
-        default=Path("artifacts"),
-        help="the pipeline's artifacts directory (default: %(default)s)",
-    )
+    _add_served_inputs(parser)
 
 
 def _run_validate(args: argparse.Namespace) -> int:
