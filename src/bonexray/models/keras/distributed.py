@@ -19,7 +19,8 @@ Every child inherits the stage's environment (PYTHONHASHSEED is set to the seed 
 stage has none) and builds its search from the same params, so it seeds and configures
 TensorFlow as the stage does. The stage waits for all of them: a process that exits with
 an error stops the others and fails the stage with its exit code and its log's last lines.
-Afterwards the stage reads the chief's trial records back and refits the best trial itself.
+Afterwards the stage reads the chief's trial records back and trains the best trial on
+(from its checkpoint) itself.
 
 More workers on other hosts can join the same search: see README "Distributed search".
 

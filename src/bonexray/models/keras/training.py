@@ -369,7 +369,7 @@ def train_keras(
     outputs: TrainOutputs,
     images_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Search (if the model has a space), refit the best, predict val+test; return metrics."""
+    """Search (if the model has a space), train the best trial on, predict val+test; metrics."""
     import keras
     import keras_tuner as kt
     from dvclive import Live
@@ -413,7 +413,7 @@ def train_keras(
     train_data, val_data, steps = job.datasets(strategy.num_replicas_in_sync)
     if config.search:
         if config.workers > 1:
-            tuner = job.tuner(tuner_dir, overwrite=False)
+            tuner = job.tuner(tuner_dir, overwrite=False, distribution_strategy=strategy)
             tuner.oracle.reload()  # the trials the chief recorded
             per_worker = pd.Series(runners(tuner_dir)).value_counts().sort_index()
             print(f"{name}: trials run per worker: {per_worker.to_dict()}")
@@ -432,8 +432,14 @@ def train_keras(
     # The final fit starts from the same RNG state whatever the search consumed.
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
-    with strategy.scope():
-        model = job.hypermodel.build(best_hp)
+    if config.search:
+        # It continues from the best trial's best epoch rather than a fresh initialisation:
+        # a refit from scratch can stall at chance where the trial did not (seen: cnn_nas,
+        # no batchnorm, region accuracy at the majority's for all its epochs).
+        model = tuner.get_best_models(1)[0]
+    else:
+        with strategy.scope():
+            model = job.hypermodel.build(best_hp)
     # Curves of the final fit only: every trial logging into one DVCLive directory would
     # splice unrelated architectures into one series; the trials table covers the search.
     live = Live(dir=str(outputs.live_dir), dvcyaml=None, save_dvc_exp=False, report=None)
