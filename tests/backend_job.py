@@ -5,7 +5,7 @@ backend that KERAS_BACKEND names (fixed when keras is imported, hence a process 
 
 Writes under OUT_DIR: train_keras's outputs for the searched model `nas` (`SEARCHED`),
 replicas.txt (its strategy's replicas), batches.npz (the train and val batches of its input
-pipeline), and, with FOREIGN_MODEL (a
+pipeline), mixed.npz (`mixed_precision_step`), and, with FOREIGN_MODEL (a
 .keras file saved under another backend), foreign.npz: its predictions and Grad-CAM maps on
 every predicted row here. The test process calls `run` directly on its own backend.
 """
@@ -13,16 +13,18 @@ every predicted row here. The test process calls `run` directly on its own backe
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from tiny_sample import REGIONS, TINY_RNN, params
+from tiny_sample import REGIONS, TINY_CONV, TINY_RNN, params
 
 from bonexray.explain import gradcam
 from bonexray.models.examples import load_examples
 from bonexray.models.interface import TrainOutputs
 from bonexray.models.keras import devices
 from bonexray.models.keras.files import load_keras_model, predict_heads
+from bonexray.models.keras.network import build_network
 from bonexray.models.keras.training import prepare, steps_per_epoch, train_keras
 
 NAME = "nas"
@@ -74,6 +76,7 @@ def run(sample: Path, out: Path, distribution: str, foreign: Path | None = None)
     val = _first_batches(val_data, steps_per_epoch(len(job.val), job.batch_size))
     np.savez(out / "batches.npz", **_flatten("train", seen), **_flatten("val", val))
 
+    np.savez(out / "mixed.npz", **mixed_precision_step(job))
     if foreign is not None:
         examples = load_examples(sample / "labels.parquet", sample / "bands", REGIONS)
         bands = examples.to_predict().features
@@ -81,6 +84,25 @@ def run(sample: Path, out: Path, distribution: str, foreign: Path | None = None)
         region, fracture = predict_heads(model, bands, batch_size=12)
         maps = explain_both_heads(model, bands)
         np.savez(out / "foreign.npz", region=region, fracture=fracture, maps=maps)
+
+
+def mixed_precision_step(job) -> dict[str, np.ndarray]:
+    """A mixed-precision TINY_CONV trained a few steps: its conv and head compute dtypes,
+    whether its optimizer scales the loss, and the losses."""
+    import keras
+
+    spec = replace(job.hypermodel.spec, rnn=False, mixed_precision=True)
+    model = build_network(TINY_CONV, spec)
+    train_data, _, _ = job.datasets()
+    first = _first_batches(train_data, 1)[0]
+    losses = [model.train_on_batch(*first, return_dict=True)["loss"] for _ in range(4)]
+    return {
+        "dtypes": np.array(
+            [model.get_layer(name).compute_dtype for name in ("conv1", "region", "fracture")]
+        ),
+        "scaled": np.array(isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)),
+        "losses": np.array(losses, np.float64),
+    }
 
 
 def _first_batches(dataset, count: int) -> list[tuple]:

@@ -4,7 +4,8 @@ process, tests/backend_job.py, since the backend is fixed when keras is imported
 Both train the same searched model through train_keras (a Keras Tuner search, then the
 final fit; on JAX over two host CPU devices, keras.distribution.DataParallel); each loads
 the other's .keras file and predicts what the other predicted; Grad-CAM agrees across
-backends; the PyDataset input path serves the tf.data path's batches.
+backends; the PyDataset input path serves the tf.data path's batches; mixed precision
+trains on both.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from bonexray.errors import ConfigError
 from bonexray.inference import export
 from bonexray.io import predictions
 from bonexray.models.examples import load_examples
+from bonexray.models.keras import devices
 from bonexray.models.keras.files import load_keras_model, predict_heads
 from bonexray.models.keras.training import epoch_order, prepare, steps_per_epoch
 
@@ -138,3 +140,14 @@ def test_export_names_the_backend_it_needs(monkeypatch, tmp_path):
     monkeypatch.setattr("bonexray.models.keras.devices.backend", lambda: "jax")
     with pytest.raises(ConfigError, match="tensorflow Keras backend, not 'jax'"):
         export.export_model(tmp_path / "model.keras", tmp_path, tmp_path / "out")
+
+
+def test_mixed_precision_trains_on_both_backends(runs):
+    for backend in ("tensorflow", "jax"):
+        mixed = np.load(runs[backend] / "mixed.npz")
+        assert mixed["dtypes"].tolist() == ["float16", "float32", "float32"], backend
+        assert bool(mixed["scaled"]) and np.isfinite(mixed["losses"]).all()
+
+
+def test_jax_counts_gpus_without_starting_them_here():
+    assert devices._gpu_count.__wrapped__("jax") == 0  # a child process counts (CPU only)
