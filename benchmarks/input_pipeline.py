@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         HeadWeights,
         configure_determinism,
         make_dataset,
+        steps_per_epoch,
         targets,
     )
 
@@ -104,11 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         train = load_examples(sample["labels"], sample["bands"], regions).labelled("train")
         weights = HeadWeights.from_training(train, train_params["class_weight"])
         pipeline = make_dataset(train, weights, batch_size, shuffle_seed=seed)
+        steps = steps_per_epoch(len(train), batch_size)  # the shuffled dataset is endless
 
         started = time.perf_counter()
-        for _ in range(2):
-            for _batch in pipeline:
-                pass
+        for _batch in pipeline.take(2 * steps):
+            pass
         input_only = 2 * len(train) / (time.perf_counter() - started)
 
         x, y, w = train.features, targets(train), weights.for_rows(train)
@@ -116,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         times: dict[str, list[tuple]] = {"pipeline": [], "in_memory": []}
         for _ in range(args.rounds):
             times["pipeline"] += epoch_seconds(
-                fresh_model(), (pipeline,), {"shuffle": False}, args.epochs
+                fresh_model(),
+                (pipeline,),
+                {"shuffle": False, "steps_per_epoch": steps},
+                args.epochs,
             )
             times["in_memory"] += epoch_seconds(
                 fresh_model(), (), {**in_memory, "shuffle": True}, args.epochs

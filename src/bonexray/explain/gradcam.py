@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bonexray.errors import ConfigError
 from bonexray.models.interface import HEADS
 
 BATCH = 32
@@ -58,10 +59,11 @@ def explain(
 
     A single (G, G, C) image gives one (G, G) map. ``head`` is "fracture" (the map of the
     fracture logit) or "region" (of region ``class_index``; default each image's predicted
-    region). A map with no positive evidence is all zeros.
+    region). A map with no positive evidence is all zeros. Runs on the TensorFlow and JAX
+    backends (`_logit_gradients`).
     """
     import keras
-    import tensorflow as tf
+    from keras import ops
 
     if head not in HEADS:
         raise ValueError(f"head {head!r} not in {HEADS}")
@@ -73,29 +75,55 @@ def explain(
             f"bands of shape {bands.shape}; {model.name} reads {model.input_shape[1:]}"
         )
     output = model.get_layer(head)
-    # Two outputs: the feature map, and what the head's Dense layer reads (its logits are
-    # computed below from that layer's own weights, so no activation needs undoing).
-    probe = keras.Model(model.inputs, [model.get_layer(cam_layer_name(model)).output, output.input])
-    kernel, bias = (tf.constant(w) for w in output.get_weights())
+    cam = model.get_layer(cam_layer_name(model)).output
+    # The network cut at the map: the part up to it, and the part from it to what the head's
+    # Dense layer reads (its logits are computed from that layer's own weights, so no
+    # activation needs undoing). Nothing after the last conv block reads an earlier layer.
+    to_map = keras.Model(model.inputs, cam)
+    from_map = keras.Model(cam, output.input)
+    kernel, bias = (ops.convert_to_tensor(w) for w in output.get_weights())
+
+    def target(features):
+        """Each image's chosen logit; images do not interact, so the gradient of their
+        sum is each image's own gradient."""
+        logits = ops.matmul(from_map(features, training=False), kernel) + bias
+        if head == "fracture":
+            return ops.sum(logits[:, 0])
+        chosen = ops.argmax(logits, axis=1) if class_index is None else class_index
+        chosen = ops.broadcast_to(chosen, (ops.shape(logits)[0],))
+        return ops.sum(ops.take_along_axis(logits, chosen[:, None], axis=1))
+
     maps = []
     for start in range(0, len(batch), BATCH):
-        x = tf.constant(batch[start : start + BATCH])
-        with tf.GradientTape() as tape:
-            features, penultimate = probe(x, training=False)
-            logits = tf.matmul(penultimate, kernel) + bias
-            if head == "fracture":
-                target = logits[:, 0]
-            else:
-                chosen = tf.argmax(logits, axis=1) if class_index is None else class_index
-                target = tf.gather(logits, tf.broadcast_to(chosen, [len(x)]), batch_dims=1)
-        grads = tape.gradient(target, features)
-        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-        cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))
-        cam = tf.image.resize(cam[..., None], batch.shape[1:3], method="bilinear")[..., 0]
-        peak = tf.reduce_max(cam, axis=(1, 2), keepdims=True)
-        maps.append(tf.math.divide_no_nan(cam, peak))
-    heatmaps = np.clip(np.concatenate([np.asarray(m) for m in maps]), 0.0, 1.0)
+        features = to_map(ops.convert_to_tensor(batch[start : start + BATCH]), training=False)
+        grads = _logit_gradients(target, features)
+        weights = ops.mean(grads, axis=(1, 2), keepdims=True)
+        heat = ops.relu(ops.sum(weights * features, axis=-1))
+        heat = ops.image.resize(heat[..., None], batch.shape[1:3], interpolation="bilinear")
+        heat = ops.convert_to_numpy(heat[..., 0])
+        peak = heat.max(axis=(1, 2), keepdims=True)
+        maps.append(np.divide(heat, peak, out=np.zeros_like(heat), where=peak > 0))
+    heatmaps = np.clip(np.concatenate(maps), 0.0, 1.0).astype(np.float32)
     return heatmaps[0] if single else heatmaps
+
+
+def _logit_gradients(target, features):
+    """d target(features) / d features: the one step keras.ops has no backend-free form of."""
+    import keras
+
+    name = keras.backend.backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            tape.watch(features)
+            value = target(features)
+        return tape.gradient(value, features)
+    if name == "jax":
+        import jax
+
+        return jax.grad(target)(features)
+    raise ConfigError(f"Grad-CAM runs on the tensorflow and jax Keras backends, not {name!r}")
 
 
 def to_image(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -14,7 +14,8 @@
   probabilities between the Keras model and each export, on the first N TEST images of the
   band shards (default 64), with the tolerances below. Above a tolerance the export fails.
 
-The random forest is not exported: it has no TF graph (it is saved with skops).
+The random forest is not exported: it has no TF graph (it is saved with skops). Export is
+TensorFlow-only: under another Keras backend (KERAS_BACKEND) it raises a ConfigError.
 """
 
 from __future__ import annotations
@@ -141,8 +142,15 @@ def export_model(
     Raises ParityError (after writing everything, so the figures can be read) when a
     difference exceeds its tolerance.
     """
+    from bonexray.models.keras.devices import backend
     from bonexray.models.keras.files import load_keras_model
 
+    if backend() != "tensorflow":
+        # SavedModel and TFLite are TensorFlow's formats; their converters need its graph.
+        raise ConfigError(
+            f"bonexray export needs the tensorflow Keras backend, not {backend()!r}: "
+            "run it with KERAS_BACKEND=tensorflow (a .keras file loads under any backend)"
+        )
     model = load_keras_model(model_path)
     ids, bands = held_out_bands(bands_dir, count)
     if tuple(bands.shape[1:]) != tuple(model.input_shape[1:]):

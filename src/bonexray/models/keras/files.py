@@ -41,7 +41,7 @@ def load_keras_model(path: str | Path):
 def predict_heads(model, inputs, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(region probabilities (n, regions), fracture probabilities (n,)) of a two-headed model.
 
-    ``inputs``: an array (cut into ``batch_size`` batches) or a batched tf.data.Dataset.
+    ``inputs``: an array (cut into ``batch_size`` batches) or training.make_dataset's batches.
     """
     proba = model.predict(inputs, batch_size=batch_size, verbose=0)
     return np.asarray(proba["region"]), np.asarray(proba["fracture"]).reshape(-1)

@@ -1,8 +1,9 @@
-"""The fit loop shared by the Keras models: sample weights, tf.data, fit, predict.
+"""The fit loop shared by the Keras models: sample weights, the input pipeline, fit, predict.
 
 Unknown fracture labels never drop a row: they get sample weight 0 on the fracture head,
-so they still train the region head. `make_dataset` is the one place that builds a tf.data
-pipeline; it streams each batch's features from the shards (models/examples.py). With
+so they still train the region head. `make_dataset` is the one place that builds the input
+pipeline (tf.data on TensorFlow, a keras.utils.PyDataset on another Keras backend, the same
+batches either way); it streams each batch's features from the shards (models/examples.py). With
 train.augment.enabled the train split's batches are made from its working images instead
 (features/augment.py: augmented, then described and standardised as the features stage
 does), a new draw every epoch; val, test and predictions always read the precomputed bands.
@@ -19,6 +20,7 @@ import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +36,7 @@ from bonexray.io.modelfiles import save_keras
 from bonexray.io.params import ParamsError, section
 from bonexray.io.shards import ShardReader
 from bonexray.models.examples import Examples, load_examples
-from bonexray.models.interface import TrainOutputs
+from bonexray.models.interface import HEADS, TrainOutputs
 from bonexray.models.keras import devices, distributed
 from bonexray.models.keras.files import MODEL_FILE, predict_heads
 
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from bonexray.models.keras.network import BoneHyperModel
 
 CLASS_WEIGHT_MODES = ("balanced", "none")
+JAX_DETERMINISM = "--xla_gpu_deterministic_ops=true"  # train.deterministic on JAX
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,65 @@ def targets(examples: Examples) -> dict[str, np.ndarray]:
     }
 
 
+def epoch_order(n_rows: int, seed: int, epoch: int) -> np.ndarray:
+    """The rows of one shuffled epoch: a permutation drawn from (seed, epoch) alone."""
+    return np.random.default_rng([seed, epoch]).permutation(n_rows)
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """Which rows batch ``index`` holds, and their features, targets and weights: the one
+    numpy definition of a batch that both input paths (tf.data, PyDataset) serve.
+
+    Shuffled or augmented plans are endless: batch ``index`` is step ``index % steps`` of
+    epoch ``index // steps``, so the order and the draws depend on the epoch and not on
+    Keras's iterator handling. Otherwise one pass in row order.
+    """
+
+    examples: Examples
+    weights: HeadWeights | None
+    batch_size: int
+    shuffle_seed: int | None = None
+    augmented: Callable[[np.ndarray, int], np.ndarray] | None = None
+
+    @property
+    def steps(self) -> int:
+        return steps_per_epoch(len(self.examples), self.batch_size)
+
+    @property
+    def endless(self) -> bool:
+        return self.shuffle_seed is not None or self.augmented is not None
+
+    def rows(self, index: int) -> tuple[int, np.ndarray]:
+        """(epoch, row numbers) of batch ``index``."""
+        epoch, step = divmod(int(index), self.steps)
+        order = np.arange(len(self.examples))
+        if self.shuffle_seed is not None:
+            order = epoch_order(len(self.examples), self.shuffle_seed, epoch)
+        return epoch, order[step * self.batch_size : (step + 1) * self.batch_size]
+
+    def batch(self, index: int) -> tuple:
+        """(features, targets, per-head weights), or (features,) when weights is None."""
+        epoch, rows = self.rows(index)
+        if self.augmented is None:
+            features = self.examples.rows.read(rows).astype(np.float32, copy=False)
+        else:
+            features = np.asarray(self.augmented(rows, epoch), np.float32)
+        if self.weights is None:
+            return (features,)
+        target, weight = self._labels
+        return (
+            features,
+            {head: values[rows] for head, values in target.items()},
+            {head: values[rows] for head, values in weight.items()},
+        )
+
+    @cached_property
+    def _labels(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Every row's targets and weights (bytes a row), computed once."""
+        return targets(self.examples), self.weights.for_rows(self.examples)
+
+
 def make_dataset(
     examples: Examples,
     weights: HeadWeights | None,
@@ -107,50 +169,78 @@ def make_dataset(
     augmented: Callable[[np.ndarray, int], np.ndarray] | None = None,
 ):
     """(features, targets, per-head sample weights) batches, or features alone when
-    ``weights`` is None (to predict); shuffled when given a seed.
+    ``weights`` is None (to predict); shuffled when given a seed (a new order each epoch,
+    `epoch_order`).
 
-    The dataset holds row numbers, targets and weights (bytes a row); each batch's features
-    are read from the shards when it is due, the next batch prefetched while one trains.
-    Shuffling row numbers draws the permutation that shuffling whole rows drew.
+    A tf.data.Dataset on the TensorFlow backend, a keras.utils.PyDataset on any other; both
+    serve `BatchPlan`'s batches, the same rows in the same order. Each batch's features are
+    read from the shards when it is due, the next batch prepared while one trains.
 
     With ``augmented`` (rows, epoch) -> features (an AugmentedBands), the features come from
-    it instead, and the dataset is endless: epoch after epoch, each numbered in the data
-    (Dataset.counter + flat_map, reshuffled every epoch), so the draws depend on the epoch
-    and not on Keras's iterator handling. Fit it with steps_per_epoch
-    (`steps_per_epoch`). Batches are made in parallel; each image's draws depend only on
-    (seed, epoch, image), so the batches do not depend on the parallelism.
+    it instead. Shuffled or augmented, the dataset is endless: fit it with steps_per_epoch
+    (`steps_per_epoch`). Augmented batches are made in parallel; each image's draws depend
+    only on (seed, epoch, image), so the batches do not depend on the parallelism.
     """
+    import keras
+
+    plan = BatchPlan(examples, weights, batch_size, shuffle_seed, augmented)
+    if keras.backend.backend() == "tensorflow":
+        return _tf_dataset(plan)
+    return _py_dataset(plan)
+
+
+def _tf_dataset(plan: BatchPlan):
     import tensorflow as tf
 
-    labels = () if weights is None else (targets(examples), weights.for_rows(examples))
-    data = tf.data.Dataset.from_tensor_slices((np.arange(len(examples)), *labels))
-    if shuffle_seed is not None:
-        data = data.shuffle(len(examples), seed=shuffle_seed, reshuffle_each_iteration=True)
-    shape = (None, *examples.rows.item_shape)
+    shape = (None, *plan.examples.rows.item_shape)
+    labelled = plan.weights is not None
+    # Flattened for tf.numpy_function: features, region, fracture targets, their weights.
+    dtypes = [tf.float32, *([tf.int32, tf.float32, tf.float32, tf.float32] if labelled else [])]
 
-    def read(rows: np.ndarray) -> np.ndarray:
-        return examples.rows.read(rows).astype(np.float32, copy=False)
+    def flat(index: np.ndarray) -> list[np.ndarray]:
+        batch = plan.batch(int(index))
+        if not labelled:
+            return [batch[0]]
+        features, target, weight = batch
+        return [features, target["region"], target["fracture"], *(weight[h] for h in HEADS)]
 
-    def with_features(rows, *rest):
-        features = tf.numpy_function(read, [rows], tf.float32, stateful=False)
+    def structured(index):
+        features, *rest = tf.numpy_function(flat, [index], dtypes, stateful=False)
         features.set_shape(shape)
-        return (features, *rest) if rest else features
+        if not labelled:
+            return features
+        region, fracture, *weight = rest
+        region.set_shape((None,))
+        fracture.set_shape((None, 1))
+        for w in weight:
+            w.set_shape((None,))
+        weights = dict(zip(HEADS, weight, strict=True))
+        return features, {"region": region, "fracture": fracture}, weights
 
-    data = data.batch(batch_size)
-    if augmented is None:
-        return data.map(with_features).prefetch(tf.data.AUTOTUNE)
+    indices = tf.data.Dataset.counter() if plan.endless else tf.data.Dataset.range(plan.steps)
+    if plan.augmented is None:
+        return indices.map(structured).prefetch(tf.data.AUTOTUNE)
+    batches = indices.map(structured, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return batches.prefetch(tf.data.AUTOTUNE)
 
-    def with_augmented(epoch, rows, *rest):
-        features = tf.numpy_function(augmented, [rows, epoch], tf.float32, stateful=False)
-        features.set_shape(shape)
-        return (features, *rest) if rest else features
 
-    epochs = tf.data.Dataset.counter().flat_map(
-        lambda epoch: data.map(lambda *batch: (epoch, *batch))
-    )
-    return epochs.map(
-        with_augmented, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-    ).prefetch(tf.data.AUTOTUNE)
+def _py_dataset(plan: BatchPlan):
+    import keras
+
+    class PlanDataset(keras.utils.PyDataset):
+        """`plan`'s batches for a backend without tf.data (JAX, PyTorch)."""
+
+        def __init__(self) -> None:
+            super().__init__(workers=1, use_multiprocessing=False)
+
+        @property
+        def num_batches(self) -> int | None:
+            return None if plan.endless else plan.steps
+
+        def __getitem__(self, index: int) -> tuple:
+            return plan.batch(index)
+
+    return PlanDataset()
 
 
 def steps_per_epoch(n_rows: int, batch_size: int) -> int:
@@ -159,13 +249,25 @@ def steps_per_epoch(n_rows: int, batch_size: int) -> int:
 
 
 def configure_determinism(seed: int, deterministic: bool) -> None:
-    """Seed Python, NumPy, TensorFlow and Keras; make TF ops deterministic when asked."""
+    """Seed Python, NumPy, Keras (and TensorFlow where it is the backend); make the
+    backend's ops deterministic when asked.
+
+    On JAX that is XLA's flag, read when JAX starts its runtime (the first computation):
+    set here before any, it holds for this process; JAX on the CPU is deterministic anyway.
+    """
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
-    if deterministic:
+    if not deterministic:
+        return
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
         tf.config.experimental.enable_op_determinism()
+    elif keras.backend.backend() == "jax":
+        flags = os.environ.get("XLA_FLAGS", "")
+        if JAX_DETERMINISM not in flags:
+            os.environ["XLA_FLAGS"] = f"{flags} {JAX_DETERMINISM}".strip()
 
 
 def fit(
@@ -177,7 +279,7 @@ def fit(
     steps_per_epoch: int | None = None,
 ):
     """Fit with the given callbacks (``fit_callbacks``: early stopping restores the best
-    epoch's weights). ``steps_per_epoch``: for an endless (augmented) train dataset; None
+    epoch's weights). ``steps_per_epoch``: for an endless (shuffled) train dataset; None
     for a finite one."""
     return model.fit(
         train_data,
@@ -280,15 +382,14 @@ class KerasJob:
 
         return fit_callbacks(self.train_params, epochs, restore_best_weights=final)
 
-    def datasets(self, replicas: int = 1) -> tuple[Any, Any, int | None]:
-        """Train (shuffled; augmented when enabled) and val batches, and the train batches
-        per epoch when the train dataset is endless (augmented), else None; train.batch_size
-        is per replica. Val is never augmented."""
+    def datasets(self, replicas: int = 1) -> tuple[Any, Any, int]:
+        """Train (shuffled, endless; augmented when enabled) and val batches, and the train
+        batches per epoch; train.batch_size is per replica. Val is never augmented."""
         batch = self.batch_size * replicas
         train = make_dataset(
             self.train, self.weights, batch, shuffle_seed=self.seed, augmented=self.augmented
         )
-        steps = None if self.augmented is None else steps_per_epoch(len(self.train), batch)
+        steps = steps_per_epoch(len(self.train), batch)
         return train, make_dataset(self.val, self.weights, batch), steps
 
     def tuner(self, directory: Path, **kwargs: Any) -> kt.Tuner:

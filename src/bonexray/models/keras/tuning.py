@@ -112,7 +112,7 @@ def run_search(
     """Run trials until the oracle stops (on a distributed search's worker: the chief's).
 
     ``callbacks`` (schedules.fit_callbacks) are copied into each trial by Keras Tuner.
-    ``steps_per_epoch``: for an endless (augmented) train dataset; each trial's fit starts
+    ``steps_per_epoch``: for an endless (shuffled) train dataset; each trial's fit starts
     its own iteration, at epoch 0, so every trial sees the same draws."""
     tuner.search(
         train_data,
