@@ -16,7 +16,7 @@ import yaml
 from dvcrepo import commit, dvc, run
 from paths import REPO
 
-from bonexray.evaluation import serving
+from bonexray.evaluation import ensemble, serving
 from bonexray.evaluation.metrics import wilson_interval
 from bonexray.io.params import load, section
 
@@ -122,7 +122,8 @@ def test_second_repro_is_a_no_op(reproduced):
 
 def test_predict_with_the_best_model_matches_the_pipeline(reproduced, tmp_path):
     """`bonexray predict` on a few embedded-sample test images, default (best) model: exit
-    0, and the pipeline's own predictions for them, temperature-scaled as evaluate fitted."""
+    0, and the pipeline's own predictions for them, temperature-scaled as evaluate fitted
+    (when the best is the ensemble, its members' predictions combined as evaluate did)."""
     record = serving.read(reproduced / "artifacts" / "serving")  # best.json's model
     labels = pd.read_parquet(reproduced / "artifacts" / "labels.parquet")
     chosen = labels.loc[labels["split"] == "test", "id"].head(4).tolist()
@@ -136,8 +137,18 @@ def test_predict_with_the_best_model_matches_the_pipeline(reproduced, tmp_path):
     called = rows["decision"] == "called"
     assert rows["decision"].isin(["called", "withheld"]).all()
     assert rows.loc[called, "region"].isin(record.regions).all()
-    stage = pd.read_parquet(reproduced / "artifacts" / "predictions" / f"{record.model}.parquet")
-    expected = record.temperatures.fracture_proba(stage.set_index("id").loc[chosen, "p_fracture"])
+    models = record.members or (record.model,)
+    tables = {
+        m: pd.read_parquet(reproduced / "artifacts" / "predictions" / f"{m}.parquet")
+        for m in models
+    }
+    fitted = {m: serving.read(reproduced / "artifacts" / "serving", m).temperatures for m in models}
+    if record.members:
+        stage = ensemble.member_table(tables, fitted, record.regions).set_index("id")
+        expected = stage.loc[chosen, "p_fracture"].to_numpy()
+    else:
+        stage = tables[record.model].set_index("id")
+        expected = record.temperatures.fracture_proba(stage.loc[chosen, "p_fracture"])
     np.testing.assert_allclose(rows["p_fracture"], expected, atol=2e-6)
     decided = np.asarray(expected >= record.threshold).astype(int)
     assert (rows.loc[called, "fracture"].to_numpy() == decided[called.to_numpy()]).all()
