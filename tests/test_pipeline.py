@@ -137,18 +137,15 @@ def test_predict_with_the_best_model_matches_the_pipeline(reproduced, tmp_path):
     called = rows["decision"] == "called"
     assert rows["decision"].isin(["called", "withheld"]).all()
     assert rows.loc[called, "region"].isin(record.regions).all()
+    # The stage predictions, calibrated and combined as evaluate did (one model: its own).
     models = record.members or (record.model,)
     tables = {
         m: pd.read_parquet(reproduced / "artifacts" / "predictions" / f"{m}.parquet")
         for m in models
     }
     fitted = {m: serving.read(reproduced / "artifacts" / "serving", m).temperatures for m in models}
-    if record.members:
-        stage = ensemble.member_table(tables, fitted, record.regions).set_index("id")
-        expected = stage.loc[chosen, "p_fracture"].to_numpy()
-    else:
-        stage = tables[record.model].set_index("id")
-        expected = record.temperatures.fracture_proba(stage.loc[chosen, "p_fracture"])
+    stage = ensemble.member_table(tables, fitted, record.regions).set_index("id")
+    expected = stage.loc[chosen, "p_fracture"].to_numpy()
     np.testing.assert_allclose(rows["p_fracture"], expected, atol=2e-6)
     decided = np.asarray(expected >= record.threshold).astype(int)
     assert (rows.loc[called, "fracture"].to_numpy() == decided[called.to_numpy()]).all()
