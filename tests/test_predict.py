@@ -280,6 +280,28 @@ def test_ensemble_tta_is_each_members_tta_then_the_mean(built, capsys):
     assert "--explain needs a Keras model" in err and "the ensemble has no single" in err
 
 
+def test_the_ensemble_describes_a_batch_once_for_all_its_members(built, monkeypatch):
+    """The wavelet transform runs once per batch for the images and once for their mirror
+    images (TTA), whatever the number of members, and the result is what each member gives
+    alone."""
+    i = built["inputs"]
+    cfg = {**built["cfg"], "predict": {"batch_size": 4, "tta": "hflip", **GATE}}
+    paths = [i["square.png"], i["mirrored"], i["good.png"]]
+    alone = [Predictor.load(built["artifacts"], cfg, m).run(paths) for m in MODELS]
+    ensemble = Predictor.load(built["artifacts"], cfg, "ensemble")
+    calls = []
+
+    def counted(working, config):
+        calls.append(len(working))
+        return features.describe(working, config)
+
+    monkeypatch.setattr("bonexray.inference.predict.describe", counted)
+    out = ensemble.run(paths)
+    assert calls == [len(paths), len(paths)]  # the images, then their mirror images
+    expected = np.mean([m["p_fracture"].to_numpy(float) for m in alone], axis=0)
+    np.testing.assert_allclose(out["p_fracture"].to_numpy(float), expected, atol=1e-9)
+
+
 def test_csv_and_json_hold_the_same_table(built):
     predictor = Predictor.load(built["artifacts"], built["cfg"], "rf")
     table = predictor.run([built["inputs"]["good.png"], built["inputs"]["notes.jpg"]])

@@ -20,7 +20,8 @@ The ensemble (``--model ensemble``, kind "ensemble") loads each member through i
 serving record as above; each member computes its inputs from the working image with its
 family's preprocessing, applies predict.tta and its calibration, and the ensemble is the
 mean of those (evaluation.ensemble.combine, as evaluate computed it), thresholded and gated
-with the ensemble's own record.
+with the ensemble's own record. The members share one ``Described`` batch: the wavelet
+transform runs once per batch (once more for TTA's mirror images), not once per member.
 
 Rows stream out batch by batch (``Predictor.stream``, ``TableWriter``): an input that makes
 decoding, describing or the model raise gets a row with status "error" and the run goes on
@@ -43,7 +44,7 @@ from __future__ import annotations
 import io
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
@@ -122,6 +123,25 @@ def expand_inputs(paths: Iterable[str | Path]) -> list[Input]:
     return inputs
 
 
+@dataclass
+class Described:
+    """A batch of uint8 working images (n, size, size) and their features.describe output,
+    computed on first use and kept, for the images and for their mirror images (TTA):
+    what several models of one pipeline share (the ensemble's members read the same
+    features stage)."""
+
+    working: np.ndarray
+    config: FeatureConfig
+    _described: dict[bool, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    def features(self, mirrored: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(band channels, vectors) of the images, or of their left-right mirror images."""
+        if mirrored not in self._described:
+            images = np.ascontiguousarray(self.working[:, :, ::-1]) if mirrored else self.working
+            self._described[mirrored] = describe(images, self.config)
+        return self._described[mirrored]
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """Image -> model input, as the repair and features stages computed it for training."""
@@ -184,13 +204,21 @@ class Preprocessing:
             )
         return prep
 
-    def inputs(self, working: np.ndarray) -> np.ndarray:
+    def inputs(
+        self, working: np.ndarray, described: Described | None = None, mirrored: bool = False
+    ) -> np.ndarray:
         """Model inputs of uint8 working images (n, size, size), as the features stage wrote
         them: standardised band channels (n, G, G, C) or vectors (n, D); for the ensemble
-        the working images themselves (each member describes them its own way)."""
+        the working images themselves (each member describes them its own way).
+
+        ``described``: the same images described already (shared, not recomputed);
+        ``mirrored``: the inputs of their left-right mirror images instead.
+        """
         if self.family is ENSEMBLE:
-            return working
-        channels, vectors = describe(working, self.features)
+            return np.ascontiguousarray(working[:, :, ::-1]) if mirrored else working
+        if described is None:
+            described = Described(working, self.features)
+        channels, vectors = described.features(mirrored)
         if self.family.features == "vectors":
             return vectors
         return standardise(channels, self.mean, self.std)
@@ -230,8 +258,10 @@ class EnsembleModel:
     def predict_heads(
         self, inputs: np.ndarray, batch_size: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        # Each member batches as its own Predictor does (predict.batch_size).
-        outputs = [member.probabilities(inputs) for member in self.members]
+        # Each member batches as its own Predictor does (predict.batch_size); all of them
+        # read one features stage (Preprocessing.load checked each), so one description.
+        described = Described(inputs, self.members[0].preprocessing.features)
+        outputs = [member.probabilities(inputs, described=described) for member in self.members]
         return ensemble.combine([r for r, _ in outputs], [f for _, f in outputs])
 
 
@@ -345,18 +375,25 @@ class Predictor:
         return self.model.predict_heads(inputs, self.batch_size)
 
     def probabilities(
-        self, working: np.ndarray, inputs: np.ndarray | None = None
+        self,
+        working: np.ndarray,
+        inputs: np.ndarray | None = None,
+        described: Described | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated (region (n, regions), fracture (n,)) of uint8 working images.
 
+        ``inputs``: the model inputs of ``working`` computed already; ``described``: their
+        shared description (Described), used for whatever is not given.
         With predict.tta "hflip" the model's probabilities of each image and its mirror image
         are averaged before calibration (the temperatures were fitted without TTA).
         """
+        if described is None and self.preprocessing.family is not ENSEMBLE:
+            described = Described(working, self.preprocessing.features)
         if inputs is None:
-            inputs = self.preprocessing.inputs(working)
+            inputs = self.preprocessing.inputs(working, described)
         region, fracture = self._heads(inputs)
         if self.tta == "hflip":
-            mirrored = self.preprocessing.inputs(np.ascontiguousarray(working[:, :, ::-1]))
+            mirrored = self.preprocessing.inputs(working, described, mirrored=True)
             region_m, fracture_m = self._heads(mirrored)
             region, fracture = (region + region_m) / 2, (fracture + fracture_m) / 2
         temperatures = self.record.temperatures
