@@ -108,6 +108,17 @@ def collect(clone: Path) -> dict[int, dict[str, object]]:
     return runs
 
 
+def machine_cpu_seconds() -> float | None:
+    """User + system CPU seconds of the whole machine since boot (Linux /proc/stat), which
+    counts the queue workers DVC detaches; None where there is no /proc/stat."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    user, nice, system = (int(v) for v in fields[1:4])
+    return (user + nice + system) / os.sysconf("SC_CLK_TCK")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -145,7 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     dvc = str(beside) if beside.is_file() else (shutil.which("dvc") or "dvc")
     # DVC's queue workers start `dvc` from PATH: the same one, also when not activated.
     os.environ["PATH"] = f"{Path(dvc).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    started, cpu = time.monotonic(), os.times()
+    # The clone's code, not an editable install's checkout (which may have moved on).
+    path = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(clone / "src"), *([path] if path else [])])
+    started, machine = time.monotonic(), machine_cpu_seconds()
     prepare(args.repo.resolve(), clone, dvc, args.vary_split)
     overrides = [item for key in args.params for item in ("-S", key)]
     for seed in args.seeds:
@@ -166,8 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     (work / "seeds_summary.json").write_text(
         json.dumps(summary.to_dict(orient="records"), indent=2) + "\n"
     )
-    spent = os.times()
-    children = spent.children_user + spent.children_system - cpu.children_user - cpu.children_system
+    now = machine_cpu_seconds()
+    cpu = "n/a" if now is None or machine is None else f"{now - machine:.0f} s"
     print(
         f"\n{len(runs)} seeds ({', '.join(map(str, sorted(runs)))}) of {COMPARE}, test split; "
         + (
@@ -178,8 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(summary.to_string(index=False, float_format="{:.3f}".format))
     print(
-        f"wall {time.monotonic() - started:.0f} s, CPU {children:.0f} s (of the commands run here;"
-        " queue workers that DVC detaches are not counted); "
+        f"wall {time.monotonic() - started:.0f} s, CPU {cpu} (the whole machine's, over "
+        f"{os.cpu_count()} CPUs: run it on an otherwise idle machine); "
         f"wrote {work / 'seeds_runs.csv'} and {work / 'seeds_summary.json'}"
     )
     return 0
