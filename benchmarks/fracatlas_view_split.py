@@ -15,7 +15,7 @@ import argparse
 import csv
 from pathlib import Path
 
-VIEWS = ("frontal", "lateral", "oblique")  # FracAtlas's view flags (dataset.csv columns)
+from bonexray.data.sources.fracatlas import VIEW_FLAGS
 
 
 def write_part(source: Path, root: Path, columns: list[str], rows: list[dict]) -> str:
@@ -37,7 +37,7 @@ def write_part(source: Path, root: Path, columns: list[str], rows: list[dict]) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("fracatlas", type=Path, help="FracAtlas folder (dataset.csv, images/)")
-    parser.add_argument("view", choices=VIEWS, help="the view flag to hold out")
+    parser.add_argument("view", choices=VIEW_FLAGS, help="the view flag to hold out")
     parser.add_argument("kept", type=Path, help="new folder: images without the view")
     parser.add_argument("held_out", type=Path, help="new folder: images with the view")
     args = parser.parse_args()

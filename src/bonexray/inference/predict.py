@@ -214,8 +214,8 @@ class Preprocessing:
         ``described``: the same images described already (shared, not recomputed);
         ``mirrored``: the inputs of their left-right mirror images instead.
         """
-        if self.family is ENSEMBLE:
-            return np.ascontiguousarray(working[:, :, ::-1]) if mirrored else working
+        if self.family is ENSEMBLE:  # its Predictor has no TTA of its own: never mirrored
+            return working
         if described is None:
             described = Described(working, self.features)
         channels, vectors = described.features(mirrored)
@@ -387,7 +387,7 @@ class Predictor:
         With predict.tta "hflip" the model's probabilities of each image and its mirror image
         are averaged before calibration (the temperatures were fitted without TTA).
         """
-        if described is None and self.preprocessing.family is not ENSEMBLE:
+        if described is None:  # nothing is described until an input needs it
             described = Described(working, self.preprocessing.features)
         if inputs is None:
             inputs = self.preprocessing.inputs(working, described)
